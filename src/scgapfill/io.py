@@ -1,0 +1,125 @@
+"""Read the input counts: the embedded data set, a simulation, or a user's file.
+
+``input.path`` selects the source and is the same for every pipeline:
+
+- ``""`` (empty): the embedded ``pbmc68k_reduced`` data that ships inside scanpy;
+- ``"simulated"``: :func:`scgapfill.simulate.simulate` with ``input.simulation``;
+- a ``.h5ad`` file, a 10x ``.h5`` file, or a 10x matrix folder (``matrix.mtx[.gz]``).
+
+Whatever the source, the result is an AnnData whose ``X`` holds raw integer counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+from .params import InputParams, parse
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "pbmc68k_reduced"
+SIMULATED = "simulated"
+
+
+def pbmc68k_counts() -> ad.AnnData:
+    """The embedded real data as integer counts.
+
+    scanpy ships ``pbmc68k_reduced`` with ``.raw`` log-normalised as
+    ``log1p(counts / n_counts * 1e4)``; the counts are recovered as
+    ``round(expm1(raw.X) * n_counts / 1e4)`` (within 0.05 of an integer for
+    essentially every entry; tests/test_io.py checks it).
+    """
+    import scanpy as sc
+
+    full = sc.datasets.pbmc68k_reduced()
+    raw = full.raw.to_adata()
+    values = raw.X.toarray() if sp.issparse(raw.X) else np.asarray(raw.X)
+    counts = np.rint(np.expm1(values.astype(np.float64)) * full.obs["n_counts"].to_numpy()[:, None] / 1e4)
+    adata = ad.AnnData(
+        X=sp.csr_matrix(counts.astype(np.float32)),
+        obs=full.obs[["bulk_labels", "n_counts", "percent_mito"]].copy(),
+        var=raw.var[[]].copy(),
+    )
+    adata.obs = adata.obs.rename(columns={"n_counts": "n_counts_original"})
+    adata.uns["source"] = EMBEDDED
+    return adata
+
+
+def read_counts_file(path: str | Path) -> ad.AnnData:
+    """Read counts from ``.h5ad``, a 10x ``.h5`` or a 10x matrix folder. The file is only read."""
+    import scanpy as sc
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"input.path={str(path)!r} does not exist; give a .h5ad, a 10x .h5 or a 10x matrix folder, "
+            f"or leave input.path empty for the embedded {EMBEDDED} data"
+        )
+    if path.is_dir():
+        if not any((path / name).exists() for name in ("matrix.mtx", "matrix.mtx.gz")):
+            raise ValueError(f"input.path={str(path)!r} is a folder without matrix.mtx[.gz]; a 10x matrix folder is expected")
+        adata = sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=True)
+    elif path.suffix == ".h5ad":
+        adata = ad.read_h5ad(path)
+    elif path.suffix == ".h5":
+        adata = sc.read_10x_h5(path)
+        adata.var_names_make_unique()
+    else:
+        raise ValueError(f"input.path={str(path)!r}: unknown format {path.suffix!r}; use .h5ad, 10x .h5 or a 10x matrix folder")
+    adata.uns["source"] = str(path)
+    return adata
+
+
+def _use_count_layer(adata: ad.AnnData, source: str) -> ad.AnnData:
+    """Put raw counts in ``X``: take ``layers['counts']`` when ``X`` is not integer counts."""
+    def is_counts(matrix) -> bool:
+        data = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
+        sample = data[: 200_000]
+        return bool(sample.size == 0 or (sample.min() >= 0 and np.allclose(sample, np.rint(sample))))
+
+    if is_counts(adata.X):
+        return adata
+    if "counts" in adata.layers and is_counts(adata.layers["counts"]):
+        log.info("%s: X is not integer counts; using layers['counts']", source)
+        adata.X = adata.layers["counts"].copy()
+        return adata
+    raise ValueError(
+        f"{source}: X holds non-integer or negative values and there is no layers['counts'] with raw counts. "
+        "scgapfill needs raw UMI counts: store them in X or in layers['counts']"
+    )
+
+
+def load_input(input_params: InputParams | dict) -> ad.AnnData:
+    """Load the counts chosen by ``input.path`` and check ``input.label_key``."""
+    params = parse("input", input_params)
+    path = params.path.strip()
+    if path == "" or path == EMBEDDED:
+        adata = pbmc68k_counts()
+        default_label = "bulk_labels"
+    elif path == SIMULATED:
+        from .simulate import simulate
+
+        adata = simulate(params.simulation)
+        default_label = "group"
+    else:
+        adata = read_counts_file(path)
+        default_label = None
+    adata = _use_count_layer(adata, path or EMBEDDED)
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    adata.obs_names_make_unique()
+    adata.var_names_make_unique()
+
+    label_key = params.label_key or default_label
+    if label_key is not None and label_key not in adata.obs:
+        raise KeyError(
+            f"input.label_key={label_key!r} is not a column of obs in {path or EMBEDDED}; "
+            f"available columns: {list(adata.obs.columns)} (or leave label_key empty)"
+        )
+    adata.uns["label_key"] = label_key or ""
+    log.info("Input %s: %d cells x %d genes, labels: %s", path or EMBEDDED, adata.n_obs, adata.n_vars, label_key)
+    return adata

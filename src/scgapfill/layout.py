@@ -1,0 +1,225 @@
+"""Gene-to-pixel layouts: how a cell's expression vector becomes a 2-D image.
+
+Convolutions assume neighbouring pixels are related, but gene order in a file
+is arbitrary. A layout places each gene on one pixel of an ``H x W`` grid.
+Strategies:
+
+``given``
+    genes in file order, row by row.
+``random``
+    a seeded permutation (a control: it destroys any structure).
+``correlation``
+    genes seriated by gene-gene correlation (hierarchical clustering with
+    optimal leaf ordering), then folded onto the grid along a generalised
+    Hilbert curve, so genes close in the order stay close in 2-D.
+
+A layout is plain data (``dict``) so it can be saved as JSON in the catalog and
+reused at inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+log = logging.getLogger(__name__)
+
+Strategy = Literal["given", "random", "correlation"]
+STRATEGIES: tuple[str, ...] = ("given", "random", "correlation")
+
+
+def grid_shape(n_genes: int, divisor: int) -> tuple[int, int]:
+    """Smallest near-square ``(H, W)`` with ``H * W >= n_genes``, both sides divisible by ``divisor``."""
+    if n_genes < 1:
+        raise ValueError(f"grid_shape needs at least one gene, got n_genes={n_genes}")
+    if divisor < 1:
+        raise ValueError(f"grid divisor must be >= 1, got {divisor} (it is 2**model.depth)")
+    width = divisor * math.ceil(math.sqrt(n_genes) / divisor)
+    height = divisor * math.ceil(n_genes / width / divisor)
+    return height, width
+
+
+def gilbert_curve(height: int, width: int) -> np.ndarray:
+    """Pixels of an ``height x width`` grid in generalised Hilbert order, as flat indices.
+
+    Generalised Hilbert ("gilbert") curve for arbitrary rectangles: consecutive
+    pixels are 4-neighbours whenever the sides are even, which grid_shape ensures
+    for any U-Net of depth >= 1.
+    """
+    order: list[int] = []
+
+    def generate(x: int, y: int, ax: int, ay: int, bx: int, by: int) -> None:
+        w = abs(ax + ay)
+        h = abs(bx + by)
+        dax, day = (ax > 0) - (ax < 0), (ay > 0) - (ay < 0)
+        dbx, dby = (bx > 0) - (bx < 0), (by > 0) - (by < 0)
+        if h == 1:
+            for _ in range(w):
+                order.append(y * width + x)
+                x, y = x + dax, y + day
+            return
+        if w == 1:
+            for _ in range(h):
+                order.append(y * width + x)
+                x, y = x + dbx, y + dby
+            return
+        ax2, ay2 = ax // 2, ay // 2
+        bx2, by2 = bx // 2, by // 2
+        w2 = abs(ax2 + ay2)
+        h2 = abs(bx2 + by2)
+        if 2 * w > 3 * h:
+            if w2 % 2 and w > 2:
+                ax2, ay2 = ax2 + dax, ay2 + day
+            generate(x, y, ax2, ay2, bx, by)
+            generate(x + ax2, y + ay2, ax - ax2, ay - ay2, bx, by)
+        else:
+            if h2 % 2 and h > 2:
+                bx2, by2 = bx2 + dbx, by2 + dby
+            generate(x, y, bx2, by2, ax2, ay2)
+            generate(x + bx2, y + by2, ax, ay, bx - bx2, by - by2)
+            generate(
+                x + (ax - dax) + (bx2 - dbx),
+                y + (ay - day) + (by2 - dby),
+                -bx2,
+                -by2,
+                -(ax - ax2),
+                -(ay - ay2),
+            )
+
+    if width >= height:
+        generate(0, 0, width, 0, 0, height)
+    else:
+        generate(0, 0, 0, height, width, 0)
+    return np.asarray(order, dtype=np.int64)
+
+
+def _gene_correlation(X: Any) -> np.ndarray:
+    """Gene-gene Pearson correlation of a cells x genes matrix without densifying it."""
+    n = X.shape[0]
+    if sp.issparse(X):
+        X = X.tocsc().astype(np.float64)
+        mean = np.asarray(X.mean(axis=0)).ravel()
+        gram = (X.T @ X).toarray()
+    else:
+        X = np.asarray(X, dtype=np.float64)
+        mean = X.mean(axis=0)
+        gram = X.T @ X
+    cov = gram / n - np.outer(mean, mean)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    corr = np.nan_to_num(corr, nan=0.0)
+    np.fill_diagonal(corr, 1.0)
+    return np.clip(corr, -1.0, 1.0)
+
+
+def correlation_order(X: Any) -> np.ndarray:
+    """Seriate genes so that correlated genes are adjacent in the order."""
+    from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+    from scipy.spatial.distance import squareform
+
+    n_genes = X.shape[1]
+    if n_genes < 3:
+        return np.arange(n_genes)
+    dist = 1.0 - _gene_correlation(X)
+    np.fill_diagonal(dist, 0.0)
+    condensed = squareform(np.clip((dist + dist.T) / 2, 0, None), checks=False)
+    tree = linkage(condensed, method="average")
+    tree = optimal_leaf_ordering(tree, condensed)
+    return leaves_list(tree).astype(np.int64)
+
+
+def compute_layout(
+    X: Any,
+    gene_names: list[str],
+    strategy: str = "correlation",
+    divisor: int = 4,
+    seed: int = 0,
+) -> dict:
+    """Place genes on a grid.
+
+    Parameters
+    ----------
+    X
+        Cells x genes expression (log-normalised), sparse or dense; used by ``correlation``.
+    gene_names
+        Names of the columns of ``X``, in order.
+    strategy
+        ``given``, ``random`` or ``correlation``.
+    divisor
+        Both grid sides are multiples of this (``2**depth`` of the U-Net).
+    seed
+        Seed of the ``random`` strategy.
+
+    Returns
+    -------
+    dict with ``genes`` (names, column order), ``positions`` (flat pixel of each
+    gene, same order), ``shape`` ``[H, W]``, ``strategy``.
+    """
+    n_genes = len(gene_names)
+    if X.shape[1] != n_genes:
+        raise ValueError(f"layout: matrix has {X.shape[1]} genes but {n_genes} gene names were given")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"layout.strategy={strategy!r} is not one of {list(STRATEGIES)}")
+    height, width = grid_shape(n_genes, divisor)
+    if strategy == "given":
+        order = np.arange(n_genes)
+        pixels = np.arange(height * width)
+    elif strategy == "random":
+        order = np.random.default_rng(seed).permutation(n_genes)
+        pixels = np.arange(height * width)
+    else:
+        order = correlation_order(X)
+        pixels = gilbert_curve(height, width)
+    positions = np.empty(n_genes, dtype=np.int64)
+    positions[order] = pixels[:n_genes]
+    log.info("Gene layout %s: %d genes on a %dx%d grid", strategy, n_genes, height, width)
+    return {
+        "genes": [str(g) for g in gene_names],
+        "positions": positions.tolist(),
+        "shape": [int(height), int(width)],
+        "strategy": strategy,
+    }
+
+
+def validate_layout(layout: dict) -> None:
+    """Raise ValueError if a (possibly loaded) layout is inconsistent."""
+    for key in ("genes", "positions", "shape"):
+        if key not in layout:
+            raise ValueError(f"gene layout lacks the key {key!r}; recompute it with the data_processing pipeline")
+    height, width = layout["shape"]
+    positions = np.asarray(layout["positions"])
+    if len(positions) != len(layout["genes"]):
+        raise ValueError("gene layout: 'positions' and 'genes' differ in length")
+    if positions.min(initial=0) < 0 or positions.max(initial=0) >= height * width:
+        raise ValueError(f"gene layout: a position lies outside the {height}x{width} grid")
+    if len(np.unique(positions)) != len(positions):
+        raise ValueError("gene layout: two genes share a pixel")
+
+
+def to_grid(X: Any, layout: dict) -> np.ndarray:
+    """Cells x genes (a batch; sparse rows are densified here only) -> ``(n, 1, H, W)`` float32."""
+    height, width = layout["shape"]
+    positions = np.asarray(layout["positions"], dtype=np.int64)
+    if X.shape[1] != len(positions):
+        raise ValueError(f"to_grid: batch has {X.shape[1]} genes, the layout has {len(positions)}")
+    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
+    out = np.zeros((dense.shape[0], height * width), dtype=np.float32)
+    out[:, positions] = dense
+    return out.reshape(dense.shape[0], 1, height, width)
+
+
+def from_grid(grid: Any, layout: dict) -> np.ndarray:
+    """``(n, C, H, W)`` or ``(n, H, W)`` grids -> cells x genes, in the layout's gene order (channel 0)."""
+    grid = np.asarray(grid)
+    if grid.ndim == 4:
+        grid = grid[:, 0]
+    height, width = layout["shape"]
+    if grid.shape[1:] != (height, width):
+        raise ValueError(f"from_grid: grid is {grid.shape[1:]}, the layout is {height}x{width}")
+    positions = np.asarray(layout["positions"], dtype=np.int64)
+    return grid.reshape(grid.shape[0], height * width)[:, positions]

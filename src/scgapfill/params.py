@@ -1,0 +1,201 @@
+"""Typed parameters: every ``conf/base/parameters_*.yml`` section has a model here.
+
+A wrong value fails before any work starts (see ``hooks.ParameterValidationHook``),
+with the dotted key named, e.g. ``qc.min_genes: Input should be greater than or equal to 0``.
+Nodes validate their own section again so the package can be used from a notebook.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Params(BaseModel):
+    # Unknown keys are typos more often than not: refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulationParams(_Params):
+    n_cells: int = Field(1000, ge=10)
+    n_genes: int = Field(1000, ge=10)
+    n_groups: int = Field(5, ge=1)
+    seed: int = 0
+    mean_shape: float = Field(0.6, gt=0)
+    mean_rate: float = Field(0.3, gt=0)
+    lib_loc: float = 8.0
+    lib_scale: float = Field(0.3, ge=0)
+    de_prob: float = Field(0.1, ge=0, le=1)
+    de_down_prob: float = Field(0.3, ge=0, le=1)
+    de_loc: float = 0.5
+    de_scale: float = Field(0.4, ge=0)
+    bcv: float = Field(0.2, ge=0)
+    dropout_mid: float = 0.0
+    dropout_shape: float = Field(-1.0, lt=0)
+
+
+class InputParams(_Params):
+    path: str = ""
+    label_key: Optional[str] = None
+    simulation: SimulationParams = SimulationParams()
+
+
+class QCParams(_Params):
+    min_genes: int = Field(200, ge=0)
+    max_counts: Optional[float] = Field(30000, gt=0)
+    max_pct_mito: Optional[float] = Field(None, gt=0, le=100)
+    mito_prefix: str = "MT-"
+    min_cells: int = Field(3, ge=0)
+
+
+class NormalizeParams(_Params):
+    target_sum: float = Field(1e4, gt=0)
+
+
+class HVGParams(_Params):
+    n_top_genes: int = Field(2000, ge=2)
+    flavor: Literal["seurat", "cell_ranger"] = "seurat"
+
+
+class LayoutParams(_Params):
+    strategy: Literal["given", "random", "correlation"] = "correlation"
+    seed: int = 0
+
+
+class HeldoutParams(_Params):
+    fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+
+
+class MCVParams(_Params):
+    train_fraction: float = Field(0.9, gt=0, lt=1)
+    seed: int = 0
+
+
+class TrainingMaskParams(_Params):
+    min_rate: float = Field(0.05, ge=0, le=1)
+    max_rate: float = Field(0.5, ge=0, le=1)
+    mode: Literal["uniform", "dropout"] = "uniform"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TrainingMaskParams":
+        if self.min_rate > self.max_rate:
+            raise ValueError(f"min_rate ({self.min_rate}) must not exceed max_rate ({self.max_rate})")
+        return self
+
+
+class ModelParams(_Params):
+    depth: int = Field(2, ge=1, le=6)
+    base_channels: int = Field(16, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    context_channel: bool = True
+    context_k: int = Field(15, ge=1)
+    context_n_pcs: int = Field(30, ge=2)
+    # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
+    uri: str = ""
+
+
+class LossParams(_Params):
+    alpha: float = Field(1.0, ge=0)
+    beta: float = Field(0.0, ge=0)
+    gamma: float = Field(0.0, ge=0)
+    ssim: float = Field(0.0, ge=0)
+    unmasked_weight: float = Field(0.0, ge=0)
+
+
+class TrainParams(_Params):
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: Optional[str] = None
+    num_workers: int = Field(0, ge=0)
+    enable_progress_bar: bool = True
+    loss: LossParams = LossParams()
+    training_mask: TrainingMaskParams = TrainingMaskParams()
+
+
+class ImputeParams(_Params):
+    fill_only_zeros: bool = False
+    batch_size: int = Field(256, ge=1)
+
+
+class EvaluationParams(_Params):
+    n_neighbors: int = Field(15, ge=2)
+    n_pcs: int = Field(50, ge=2)
+    seed: int = 0
+    max_genes_corr: int = Field(500, ge=2)
+    plots: bool = True
+
+
+class BaselinesParams(_Params):
+    methods: list[str] = ["none", "gene_mean", "knn", "magic", "alra"]
+    knn_k: int = Field(15, ge=1)
+
+
+class BenchmarkParams(_Params):
+    datasets: list[str] = ["pbmc68k_reduced", "simulated"]
+    methods: list[str] = ["none", "gene_mean", "knn", "magic", "alra", "unet"]
+    n_seeds: int = Field(3, ge=1)
+
+
+SECTIONS: dict[str, type[_Params]] = {
+    "input": InputParams,
+    "qc": QCParams,
+    "normalize": NormalizeParams,
+    "hvg": HVGParams,
+    "layout": LayoutParams,
+    "heldout": HeldoutParams,
+    "mcv": MCVParams,
+    "model": ModelParams,
+    "train": TrainParams,
+    "impute": ImputeParams,
+    "evaluation": EvaluationParams,
+    "baselines": BaselinesParams,
+    "benchmark": BenchmarkParams,
+}
+
+
+class ParameterError(ValueError):
+    """A parameter value is invalid; the message names the dotted key and the fix."""
+
+
+def _format(section: str, err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join([section, *[str(p) for p in item["loc"]]])
+        lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    where = "conf/base/parameters*.yml or --params"
+    return f"Invalid parameter(s); fix them in {where}:\n" + "\n".join(lines)
+
+
+def parse(section: str, value: Any) -> Any:
+    """Validate one parameter section (``qc``, ``train`` ...) and return its typed model."""
+    model = SECTIONS[section]
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value if value is not None else {})
+    except ValidationError as err:
+        raise ParameterError(_format(section, err)) from None
+
+
+def validate_all(parameters: dict) -> dict[str, Any]:
+    """Validate every known section present in ``parameters``; collect all errors in one message."""
+    parsed, problems = {}, []
+    for section in SECTIONS:
+        if section in parameters:
+            try:
+                parsed[section] = parse(section, parameters[section])
+            except ParameterError as err:
+                problems.append(str(err).split("\n", 1)[1])
+    if problems:
+        raise ParameterError("Invalid parameter(s); fix them in conf/base/parameters*.yml or --params:\n" + "\n".join(problems))
+    return parsed

@@ -1,0 +1,1 @@
+"""One folder per pipeline: ``nodes.py`` (thin functions calling the package) and ``pipeline.py`` (wiring)."""
