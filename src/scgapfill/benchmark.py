@@ -1,0 +1,169 @@
+"""Every method on every data set, for several mask seeds, scored by one protocol.
+
+Used by the ``benchmark`` pipeline; usable from a notebook::
+
+    from scgapfill.benchmark import run_benchmark, summarise
+    runs = run_benchmark(parameters)          # one row per data set x method x seed
+    table, markdown = summarise(runs)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import io, masks, preprocessing
+from .baselines import available_baselines, run_baseline
+from .evaluate import build_evaluation_data, score_method
+from .layout import compute_layout
+from .normalization import lognorm, size_factors
+from .params import parse
+
+log = logging.getLogger(__name__)
+
+MODEL = "unet"
+# Columns of the summary, in reading order; a metric absent for a data set is left out.
+SUMMARY_METRICS = [
+    "heldout_rmse", "heldout_pearson", "heldout_cell_pearson_median", "mcv_mse", "mcv_poisson",
+    "ari_before", "ari_after", "truth_rmse", "truth_pearson", "truth_mean_rmse", "truth_mean_pearson",
+    "false_corr_rate", "seconds",
+]
+
+
+def prepare_dataset(name: str, parameters: dict) -> ad.AnnData:
+    """Load and process one data set exactly as the data_processing pipeline does."""
+    input_params = dict(parameters.get("input", {}))
+    input_params["path"] = "" if name == io.EMBEDDED else name
+    if name in (io.EMBEDDED, io.SIMULATED):
+        input_params["label_key"] = None  # their own labels (bulk_labels, group), whatever input.label_key says
+    adata = io.load_input(input_params)
+    adata = preprocessing.quality_control(adata, parameters.get("qc", {}))
+    adata = preprocessing.normalize(adata, parameters.get("normalize", {}))
+    return preprocessing.select_genes(adata, parameters.get("hvg", {}))
+
+
+def unet_method(parameters: dict) -> Callable[[sp.csr_matrix, sp.csr_matrix, list[str]], tuple]:
+    """The U-Net as a benchmark method: layout and training from the MCV train split of the masked counts."""
+
+    def run(masked: sp.csr_matrix, mcv_train: sp.csr_matrix, genes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        from .impute import impute_counts
+        from .train.fit import fit_gapfill
+
+        model = parse("model", parameters.get("model", {}))
+        layout_params = parse("layout", parameters.get("layout", {}))
+        impute = parse("impute", parameters.get("impute", {}))
+        train = parse("train", {**parameters.get("train", {}), "enable_progress_bar": False})
+        layout = compute_layout(
+            lognorm(masked, size_factors(masked)), genes, layout_params.strategy, 2**model.depth, layout_params.seed
+        )
+        bundle = fit_gapfill(mcv_train, layout, model, train)
+        kwargs = {"batch_size": impute.batch_size, "fill_only_zeros": impute.fill_only_zeros}
+        return impute_counts(bundle, masked, **kwargs), impute_counts(bundle, mcv_train, **kwargs)
+
+    return run
+
+
+def _baseline(name: str, parameters: dict) -> Callable:
+    knn_k = parse("baselines", parameters.get("baselines", {})).knn_k
+
+    def run(masked, mcv_train, genes):
+        kwargs = {"k": knn_k} if name == "knn" else {}
+        return run_baseline(name, masked, seed=0, **kwargs), run_baseline(name, mcv_train, seed=0, **kwargs)
+
+    return run
+
+
+def run_benchmark(parameters: dict, on_result: Callable[[dict], None] | None = None) -> pd.DataFrame:
+    """One row per data set x method x mask seed with every metric and the seconds taken."""
+    bench = parse("benchmark", parameters.get("benchmark", {}))
+    heldout = parse("heldout", parameters.get("heldout", {}))
+    mcv = parse("mcv", parameters.get("mcv", {}))
+    evaluation = parse("evaluation", parameters.get("evaluation", {}))
+    available = set(available_baselines()) | {MODEL}
+    methods = [m for m in bench.methods if m in available]
+    for skipped in sorted(set(bench.methods) - set(methods)):
+        log.warning("benchmark: method %s is not available here and is skipped", skipped)
+    rows = []
+    for dataset in bench.datasets:
+        processed = prepare_dataset(dataset, parameters)
+        counts = sp.csr_matrix(processed.layers["counts"])
+        genes = list(processed.var_names)
+        for offset in range(bench.n_seeds):
+            seed = heldout.seed + offset
+            mask = masks.heldout_mask(counts, heldout.fraction, seed)
+            masked = masks.apply_mask(counts, mask)
+            train, test = masks.mcv_split(masked, mcv.train_fraction, mcv.seed + offset)
+            data = build_evaluation_data(processed, mask, train, test, seed=evaluation.seed)
+            for method in methods:
+                run = unet_method(parameters) if method == MODEL else _baseline(method, parameters)
+                start = time.perf_counter()
+                imputed, denoised = run(masked, train, genes)
+                seconds = time.perf_counter() - start
+                scores = score_method(data, imputed, denoised, evaluation).metrics
+                row = {"dataset": dataset, "method": method, "seed": seed, **scores, "seconds": seconds,
+                       "n_cells": counts.shape[0], "n_genes": counts.shape[1]}
+                log.info("benchmark %s / %s / seed %d: held-out Pearson %.3f, %.1f s",
+                         dataset, method, seed, scores.get("heldout_pearson", np.nan), seconds)
+                rows.append(row)
+                if on_result is not None:
+                    on_result(row)
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Mean and standard deviation over seeds per data set and method; the same as markdown."""
+    metrics = [m for m in SUMMARY_METRICS if m in runs.columns]
+    grouped = runs.groupby(["dataset", "method"], sort=False)[metrics]
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    n_seeds = runs.groupby(["dataset", "method"], sort=False)["seed"].nunique()
+    table = pd.concat({"mean": mean, "sd": std}, axis=1)
+    table.columns = [f"{metric}_{stat}" for stat, metric in table.columns]
+    table = table[[f"{m}_{s}" for m in metrics for s in ("mean", "sd")]]
+    table.insert(0, "n_seeds", n_seeds)
+    table = table.reset_index()
+
+    lines = []
+    for dataset, part in runs.groupby("dataset", sort=False):
+        shown = [m for m in metrics if part[m].notna().any()]
+        lines += [f"### {dataset} ({int(part['n_cells'].iloc[0])} cells x {int(part['n_genes'].iloc[0])} genes, "
+                  f"{int(part['seed'].nunique())} mask seeds)", "",
+                  "| method | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
+        for method in part["method"].unique():
+            cells = []
+            for m in shown:
+                mu, sd = mean.loc[(dataset, method), m], std.loc[(dataset, method), m]
+                cells.append("–" if pd.isna(mu) else (f"{mu:.3f} ± {sd:.3f}" if pd.notna(sd) else f"{mu:.3f}"))
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return table, "\n".join(lines)
+
+
+def log_runs_to_mlflow(runs: pd.DataFrame, parent_tags: dict[str, Any] | None = None) -> list[str]:
+    """One MLflow run per data set x method (nested in the active run), tagged for side-by-side comparison.
+
+    Metrics are the means over seeds; each seed's value is also logged with ``step`` = seed.
+    """
+    import mlflow
+
+    run_ids = []
+    metrics = [m for m in SUMMARY_METRICS if m in runs.columns]
+    for (dataset, method), part in runs.groupby(["dataset", "method"], sort=False):
+        with mlflow.start_run(run_name=f"{method} on {dataset}", nested=mlflow.active_run() is not None,
+                              tags={"method": method, "dataset": dataset, "kind": "benchmark", **(parent_tags or {})}) as run:
+            mlflow.log_params({"method": method, "dataset": dataset, "n_seeds": int(part["seed"].nunique()),
+                               "n_cells": int(part["n_cells"].iloc[0]), "n_genes": int(part["n_genes"].iloc[0])})
+            for metric in metrics:
+                values = part[["seed", metric]].dropna()
+                if values.empty:
+                    continue
+                mlflow.log_metric(metric, float(values[metric].mean()))
+                for seed, value in values.itertuples(index=False):
+                    mlflow.log_metric(f"{metric}_by_seed", float(value), step=int(seed))
+            run_ids.append(run.info.run_id)
+    return run_ids

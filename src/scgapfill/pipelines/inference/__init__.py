@@ -1,0 +1,5 @@
+"""Apply a trained model to a new data set."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,24 @@
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import denoise_mcv_train, impute_masked, log_model, loss_curve_figure, train_model
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                train_model,
+                ["mcv_train", "gene_layout", "params:model", "params:train"],
+                ["gapfill_model", "training_summary"],
+                name="train_model_node",
+            ),
+            Node(loss_curve_figure, "gapfill_model", "loss_curve_plot", name="loss_curve_node"),
+            Node(impute_masked, ["gapfill_model", "masked", "params:impute"], "imputed", name="impute_node"),
+            Node(
+                denoise_mcv_train, ["gapfill_model", "mcv_train", "params:impute"], "imputed_mcv",
+                name="denoise_mcv_node",
+            ),
+            Node(log_model, "gapfill_model", "mlflow_model_info", name="log_model_node"),
+        ],
+        tags="modeling",
+    )
