@@ -71,8 +71,13 @@ def mcv_split(counts: Any, train_fraction: float = 0.9, seed: int = 0) -> tuple[
     if not np.allclose(values, matrix.data):
         raise ValueError("molecular cross-validation needs integer counts; give raw counts, not normalised values")
     train_data = np.random.default_rng(seed).binomial(values, train_fraction)
-    train = sp.csr_matrix((train_data.astype(np.float64), matrix.indices, matrix.indptr), shape=matrix.shape)
-    test = sp.csr_matrix(((values - train_data).astype(np.float64), matrix.indices, matrix.indptr), shape=matrix.shape)
+    # Each matrix gets its own index arrays: eliminate_zeros() rewrites them in place.
+    train = sp.csr_matrix(
+        (train_data.astype(np.float64), matrix.indices.copy(), matrix.indptr.copy()), shape=matrix.shape
+    )
+    test = sp.csr_matrix(
+        ((values - train_data).astype(np.float64), matrix.indices.copy(), matrix.indptr.copy()), shape=matrix.shape
+    )
     train.eliminate_zeros()
     test.eliminate_zeros()
     return train, test
