@@ -24,9 +24,9 @@ from .params import SimulationParams, parse
 
 def simulate(params: SimulationParams | dict | None = None, **overrides) -> ad.AnnData:
     """Simulate a counts AnnData with ground truth; same parameters and seed give the same data."""
-    base = parse("input", {"simulation": params.model_dump() if isinstance(params, SimulationParams) else (params or {})})
-    p = base.simulation.model_copy(update=overrides) if overrides else base.simulation
-    p = SimulationParams.model_validate(p.model_dump())
+    values = params.model_dump() if isinstance(params, SimulationParams) else dict(params or {})
+    # Overrides are validated with the rest, so a wrong one names its key (input.simulation.<key>).
+    p = parse("input", {"simulation": {**values, **overrides}}).simulation
     rng = np.random.default_rng(p.seed)
 
     gene_mean = rng.gamma(p.mean_shape, 1.0 / p.mean_rate, size=p.n_genes)
@@ -70,5 +70,6 @@ def simulate(params: SimulationParams | dict | None = None, **overrides) -> ad.A
     adata = ad.AnnData(X=observed, obs=obs, var=var)
     adata.layers["true_counts"] = sp.csr_matrix(true_counts)
     adata.layers["true_mean"] = mean.astype(np.float32)
+    adata.uns["label_key"] = "group"
     adata.uns["simulation"] = {**p.model_dump(), "dropout_rate": float(1 - observed.nnz / max(1, (true_counts > 0).sum()))}
     return adata
