@@ -1,0 +1,233 @@
+"""Input loading: the embedded data, a simulation and the user file formats."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from scgapfill import io
+
+
+@pytest.fixture(scope="module")
+def pbmc() -> ad.AnnData:
+    return io.pbmc68k_counts()
+
+
+@pytest.fixture
+def counts_adata(small_adata: ad.AnnData) -> ad.AnnData:
+    """Tiny simulated counts with 10x-like names (barcodes, gene symbols)."""
+    adata = ad.AnnData(X=sp.csr_matrix(small_adata.X, dtype=np.float32))
+    adata.obs_names = [f"AAAC{i:04d}-1" for i in range(adata.n_obs)]
+    adata.var_names = [f"GENE{j}" for j in range(adata.n_vars)]
+    adata.obs["cell_type"] = small_adata.obs["group"].to_numpy()
+    return adata
+
+
+# --- embedded data -----------------------------------------------------------
+
+
+def test_pbmc68k_counts_are_recovered_integers(pbmc: ad.AnnData) -> None:
+    import scanpy as sc
+
+    full = sc.datasets.pbmc68k_reduced()
+    raw = full.raw.to_adata()
+    raw_x = raw.X.toarray() if sp.issparse(raw.X) else np.asarray(raw.X)
+    expected = np.expm1(raw_x.astype(np.float64)) * full.obs["n_counts"].to_numpy()[:, None] / 1e4
+
+    counts = pbmc.X.toarray().astype(np.float64)
+    assert pbmc.shape == (700, 765)
+    assert list(pbmc.var_names) == list(raw.var_names)
+    np.testing.assert_array_equal(counts, np.rint(counts))
+    assert counts.min() >= 0
+    deviation = np.abs(counts - expected)
+    assert (deviation < 0.05).mean() >= 0.9999
+    assert deviation.max() < 0.1
+    # Not a trivial reconstruction: real counts, with cells of different depth.
+    assert counts.max() > 10 and np.unique(counts.sum(axis=1)).size > 100
+    assert pbmc.obs["bulk_labels"].cat.categories.size == 10
+
+
+def test_load_input_defaults_to_embedded_counts(pbmc: ad.AnnData) -> None:
+    adata = io.load_input({})
+    assert adata.shape == (700, 765)
+    assert sp.issparse(adata.X) and adata.X.dtype == np.float32
+    assert _same(adata.X, pbmc.X)
+    assert adata.uns["label_key"] == "bulk_labels"
+
+
+def test_load_input_simulated() -> None:
+    adata = io.load_input({"path": "simulated", "simulation": {"n_cells": 30, "n_genes": 20, "seed": 3}})
+    assert adata.shape == (30, 20)
+    assert adata.uns["label_key"] == "group"
+    x = adata.X.toarray()
+    np.testing.assert_array_equal(x, np.rint(x))
+
+
+# --- user files ----------------------------------------------------------------
+
+
+def _same(a, b) -> bool:
+    return a.shape == b.shape and (sp.csr_matrix(a) != sp.csr_matrix(b)).nnz == 0
+
+
+def _gzip(path: Path) -> None:
+    with path.open("rb") as src, gzip.open(f"{path}.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    path.unlink()
+
+
+def write_10x_mtx(adata: ad.AnnData, folder: Path, v3: bool = True) -> Path:
+    """CellRanger matrix folder: v3 gzipped with features.tsv, v2 plain with genes.tsv."""
+    folder.mkdir(parents=True)
+    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(adata.X.T.astype(np.int64)))
+    ids = [f"ENSG{j:011d}" for j in range(adata.n_vars)]
+    if v3:
+        features = pd.DataFrame({"id": ids, "symbol": adata.var_names, "type": "Gene Expression"})
+        features.to_csv(folder / "features.tsv", sep="\t", header=False, index=False)
+    else:
+        pd.DataFrame({"id": ids, "symbol": adata.var_names}).to_csv(
+            folder / "genes.tsv", sep="\t", header=False, index=False
+        )
+    pd.Series(adata.obs_names).to_csv(folder / "barcodes.tsv", header=False, index=False)
+    if v3:
+        for name in ("matrix.mtx", "features.tsv", "barcodes.tsv"):
+            _gzip(folder / name)
+    return folder
+
+
+def write_10x_h5(adata: ad.AnnData, path: Path) -> Path:
+    """CellRanger v3 HDF5 layout: a CSC genes x cells matrix stored as cells' columns."""
+    matrix = sp.csc_matrix(adata.X.T.astype(np.int32))  # genes x cells; each cell is a column
+    n_genes = adata.n_vars
+    with h5py.File(path, "w") as f:
+        group = f.create_group("matrix")
+        group.create_dataset("data", data=matrix.data.astype(np.int32))
+        group.create_dataset("indices", data=matrix.indices.astype(np.int64))
+        group.create_dataset("indptr", data=matrix.indptr.astype(np.int64))
+        group.create_dataset("shape", data=np.array(matrix.shape, dtype=np.int32))
+        group.create_dataset("barcodes", data=np.array(adata.obs_names, dtype="S"))
+        features = group.create_group("features")
+        features.create_dataset("id", data=np.array([f"ENSG{j:011d}" for j in range(n_genes)], dtype="S"))
+        features.create_dataset("name", data=np.array(adata.var_names, dtype="S"))
+        features.create_dataset("feature_type", data=np.array(["Gene Expression"] * n_genes, dtype="S"))
+        features.create_dataset("genome", data=np.array(["GRCh38"] * n_genes, dtype="S"))
+        features.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["h5ad", "mtx_v3_gz", "mtx_v2", "h5"])
+def test_user_formats_give_the_same_counts(tmp_path: Path, counts_adata: ad.AnnData, fmt: str) -> None:
+    if fmt == "h5ad":
+        path = tmp_path / "counts.h5ad"
+        counts_adata.write_h5ad(path)
+    elif fmt == "mtx_v3_gz":
+        path = write_10x_mtx(counts_adata, tmp_path / "filtered_feature_bc_matrix", v3=True)
+    elif fmt == "mtx_v2":
+        path = write_10x_mtx(counts_adata, tmp_path / "filtered_gene_bc_matrices", v3=False)
+    else:
+        path = write_10x_h5(counts_adata, tmp_path / "filtered_feature_bc_matrix.h5")
+
+    adata = io.load_input({"path": str(path)})
+    assert adata.shape == counts_adata.shape
+    assert list(adata.obs_names) == list(counts_adata.obs_names)
+    assert list(adata.var_names) == list(counts_adata.var_names)
+    assert sp.issparse(adata.X) and adata.X.dtype == np.float32
+    assert _same(adata.X, counts_adata.X)
+    assert adata.uns["source"] == str(path)
+    assert adata.uns["label_key"] == ""
+
+
+def test_relative_path_is_resolved_from_the_working_directory(workdir: Path, counts_adata: ad.AnnData) -> None:
+    (workdir / "inputs").mkdir()
+    counts_adata.write_h5ad(workdir / "inputs" / "counts.h5ad")
+    adata = io.load_input({"path": "inputs/counts.h5ad", "label_key": "cell_type"})
+    assert _same(adata.X, counts_adata.X)
+    assert list(adata.obs["cell_type"]) == list(counts_adata.obs["cell_type"])
+
+
+def test_read_counts_file_rejects_unknown_suffix_and_bare_folder(tmp_path: Path) -> None:
+    csv = tmp_path / "counts.csv"
+    csv.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="unknown format"):
+        io.read_counts_file(csv)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="matrix.mtx"):
+        io.read_counts_file(empty)
+
+
+def test_log_normalised_x_with_counts_layer_uses_the_layer(
+    tmp_path: Path, counts_adata: ad.AnnData, caplog: pytest.LogCaptureFixture
+) -> None:
+    logged = counts_adata.copy()
+    logged.layers["counts"] = logged.X.copy()
+    sums = np.asarray(logged.X.sum(axis=1)).ravel()
+    logged.X = sp.csr_matrix(np.log1p(logged.X.toarray() / sums[:, None] * 1e4).astype(np.float32))
+    path = tmp_path / "logged.h5ad"
+    logged.write_h5ad(path)
+
+    with caplog.at_level(logging.INFO, logger="scgapfill.io"):
+        adata = io.load_input({"path": str(path), "label_key": "cell_type"})
+    assert _same(adata.X, counts_adata.X)
+    assert adata.uns["label_key"] == "cell_type"
+    assert "layers['counts']" in caplog.text
+
+
+def test_only_log_values_raise(tmp_path: Path, counts_adata: ad.AnnData) -> None:
+    logged = counts_adata.copy()
+    logged.X = sp.csr_matrix(np.log1p(logged.X.toarray()).astype(np.float32))
+    path = tmp_path / "logged.h5ad"
+    logged.write_h5ad(path)
+    with pytest.raises(ValueError, match=r"layers\['counts'\]"):
+        io.load_input({"path": str(path)})
+
+
+def test_negative_values_raise(tmp_path: Path, counts_adata: ad.AnnData) -> None:
+    scaled = counts_adata.copy()
+    scaled.X = -scaled.X  # integers, but negative: not counts
+    path = tmp_path / "negative.h5ad"
+    scaled.write_h5ad(path)
+    with pytest.raises(ValueError, match="raw UMI counts"):
+        io.load_input({"path": str(path)})
+
+
+def test_missing_path_raises_file_not_found(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "counts.h5ad"
+    with pytest.raises(FileNotFoundError) as info:
+        io.load_input({"path": str(missing)})
+    assert str(missing) in str(info.value)
+    assert "input.path" in str(info.value)
+
+
+def test_bad_label_key_lists_columns(tmp_path: Path, counts_adata: ad.AnnData) -> None:
+    path = tmp_path / "counts.h5ad"
+    counts_adata.write_h5ad(path)
+    with pytest.raises(KeyError) as info:
+        io.load_input({"path": str(path), "label_key": "celltype_typo"})
+    message = str(info.value)
+    assert "input.label_key" in message and "celltype_typo" in message
+    assert "cell_type" in message
+
+
+def test_bad_label_key_for_embedded_data_lists_its_columns() -> None:
+    with pytest.raises(KeyError, match="bulk_labels"):
+        io.load_input({"label_key": "louvain_typo"})
+
+
+def test_reading_does_not_modify_the_file(tmp_path: Path, counts_adata: ad.AnnData) -> None:
+    path = tmp_path / "counts.h5ad"
+    counts_adata.write_h5ad(path)
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    adata = io.load_input({"path": str(path)})
+    adata.X.data[:] = 0  # the returned object is independent of the file
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
