@@ -1,0 +1,146 @@
+"""The evaluation space: ``log1p(counts / size_factor * target_sum)``.
+
+Every score in scgapfill is computed in this space. The size factors are the
+per-cell totals of the counts the methods receive (the masked counts), so the
+truth is normalised with the same factors and a perfect imputer scores exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["check_counts", "size_factors", "lognorm", "counts_from_lognorm"]
+
+
+def _check_matrix(values: Any, name: str) -> None:
+    if not (sp.issparse(values) or isinstance(values, np.ndarray)):
+        raise ValueError(f"{name} must be a numpy array or a scipy.sparse matrix, got {type(values).__name__}")
+    if values.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (cells x genes), got shape {values.shape}")
+
+
+def _data(values: Any) -> np.ndarray:
+    """The stored values: ``.data`` for sparse (the implicit zeros are fine everywhere here)."""
+    return values.data if sp.issparse(values) else np.asarray(values)
+
+
+def _check_finite_nonnegative(values: Any, name: str, fix: str) -> None:
+    data = _data(values)
+    if data.size and not np.all(np.isfinite(data)):
+        raise ValueError(f"{name} contains NaN or infinite values; {fix}")
+    if data.size and data.min() < 0:
+        raise ValueError(f"{name} contains negative values (min {data.min():.4g}); {fix}")
+
+
+def check_counts(counts: Any, name: str = "counts") -> sp.csr_matrix:
+    """Validate a counts matrix and return it as float64 CSR without stored zeros.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes counts, scipy sparse or dense.
+    name
+        Used in error messages.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        A copy; masking can leave explicit zeros in ``.data``, which are dropped.
+    """
+    _check_matrix(counts, name)
+    if counts.shape[0] < 1 or counts.shape[1] < 1:
+        raise ValueError(f"{name} is empty (shape {counts.shape}); give at least one cell and one gene")
+    matrix = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    _check_finite_nonnegative(matrix, name, "give raw counts (layers['counts']), not normalised values")
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return matrix
+
+
+def size_factors(counts: Any) -> np.ndarray:
+    """Per-cell total counts.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes counts, scipy sparse or dense.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(n_cells,)``.
+
+    Raises
+    ------
+    ValueError
+        If a cell has no counts (its normalisation would divide by zero).
+    """
+    _check_matrix(counts, "counts")
+    _check_finite_nonnegative(counts, "counts", "give raw counts (layers['counts']), not normalised values")
+    totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    empty = np.flatnonzero(totals <= 0)
+    if empty.size:
+        shown = ", ".join(str(i) for i in empty[:20]) + (" ..." if empty.size > 20 else "")
+        raise ValueError(
+            f"cell(s) {shown} have no counts ({empty.size} in all); remove them with QC (min_genes)"
+        )
+    return totals
+
+
+def _check_size_factors(sf: Any, n_cells: int) -> np.ndarray:
+    sf = np.asarray(sf, dtype=np.float64)
+    if sf.shape != (n_cells,):
+        raise ValueError(
+            f"size_factors must have shape ({n_cells},), one per cell, got {sf.shape}; use size_factors(counts)"
+        )
+    if not np.all(np.isfinite(sf)) or np.any(sf <= 0):
+        raise ValueError("size_factors must be finite and > 0; drop empty cells before computing them")
+    return sf
+
+
+def _check_target_sum(target_sum: float) -> float:
+    if not np.isfinite(target_sum) or target_sum <= 0:
+        raise ValueError(f"target_sum must be a finite number > 0, got {target_sum}")
+    return float(target_sum)
+
+
+def lognorm(counts: Any, size_factors: Any, target_sum: float = 1e4) -> Any:
+    """``log1p(counts / size_factors[:, None] * target_sum)``.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes, count scale (may be non-integer, e.g. a model's mean). Sparse
+        input gives CSR output; dense gives a dense float64 array.
+    size_factors
+        One positive value per cell, usually ``size_factors(masked_counts)``.
+    target_sum
+        Counts per cell after scaling.
+    """
+    _check_matrix(counts, "counts")
+    sf = _check_size_factors(size_factors, counts.shape[0])
+    target_sum = _check_target_sum(target_sum)
+    _check_finite_nonnegative(counts, "counts", "lognorm takes count-scale values (>= 0), not log values")
+    scale = target_sum / sf
+    if sp.issparse(counts):
+        out = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+        # Row i's stored values are data[indptr[i]:indptr[i+1]], so repeat each scale by its row length.
+        out.data *= np.repeat(scale, np.diff(out.indptr))
+        np.log1p(out.data, out=out.data)
+        return out
+    return np.log1p(np.asarray(counts, dtype=np.float64) * scale[:, None])
+
+
+def counts_from_lognorm(values: Any, size_factors: Any, target_sum: float = 1e4) -> np.ndarray:
+    """Inverse of :func:`lognorm`: ``expm1(values) * size_factors[:, None] / target_sum``, dense."""
+    _check_matrix(values, "values")
+    sf = _check_size_factors(size_factors, values.shape[0])
+    target_sum = _check_target_sum(target_sum)
+    dense = values.toarray() if sp.issparse(values) else np.asarray(values)
+    dense = dense.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(dense)):
+        raise ValueError("values contains NaN or infinite entries; fix the imputation before converting back")
+    return np.expm1(dense) * (sf / target_sum)[:, None]

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from scgapfill.normalization import check_counts, counts_from_lognorm, lognorm, size_factors
+
+COUNTS = np.array([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0], [5.0, 5.0, 0.0]])
+
+
+def test_size_factors_dense_and_sparse_are_row_sums():
+    expected = np.array([4.0, 2.0, 10.0])
+    np.testing.assert_array_equal(size_factors(COUNTS), expected)
+    sf = size_factors(sp.csr_matrix(COUNTS))
+    np.testing.assert_array_equal(sf, expected)
+    assert sf.dtype == np.float64 and sf.shape == (3,)
+
+
+def test_size_factors_names_empty_cells():
+    counts = COUNTS.copy()
+    counts[[0, 2]] = 0
+    with pytest.raises(ValueError, match=r"cell\(s\) 0, 2 have no counts.*min_genes"):
+        size_factors(sp.csr_matrix(counts))
+
+
+def test_size_factors_rejects_negative_and_1d():
+    with pytest.raises(ValueError, match="negative"):
+        size_factors(-COUNTS)
+    with pytest.raises(ValueError, match="2-D"):
+        size_factors(np.ones(3))
+
+
+def test_lognorm_hand_values():
+    sf = np.array([4.0, 2.0, 10.0])
+    out = lognorm(COUNTS, sf, target_sum=100)
+    # cell 0: 1/4*100 = 25, 3/4*100 = 75; cell 1: 2/2*100 = 100; cell 2: 5/10*100 = 50
+    expected = np.array(
+        [[np.log(26), 0, np.log(76)], [0, np.log(101), 0], [np.log(51), np.log(51), 0]]
+    )
+    np.testing.assert_allclose(out, expected)
+    assert isinstance(out, np.ndarray)
+
+
+def test_lognorm_default_target_is_1e4():
+    out = lognorm(np.array([[1.0, 1.0]]), np.array([2.0]))
+    np.testing.assert_allclose(out, np.log1p([[5000.0, 5000.0]]))
+
+
+def test_lognorm_keeps_sparse_csr_and_matches_dense():
+    sf = size_factors(COUNTS)
+    out = lognorm(sp.csr_matrix(COUNTS), sf)
+    assert sp.issparse(out) and out.format == "csr"
+    np.testing.assert_allclose(out.toarray(), lognorm(COUNTS, sf))
+    out_csc = lognorm(sp.csc_matrix(COUNTS), sf)
+    assert out_csc.format == "csr"
+    np.testing.assert_allclose(out_csc.toarray(), lognorm(COUNTS, sf))
+
+
+def test_lognorm_does_not_modify_input():
+    matrix = sp.csr_matrix(COUNTS)
+    lognorm(matrix, size_factors(matrix))
+    np.testing.assert_array_equal(matrix.toarray(), COUNTS)
+
+
+def test_counts_from_lognorm_inverts_lognorm():
+    sf = size_factors(COUNTS)
+    back = counts_from_lognorm(lognorm(sp.csr_matrix(COUNTS), sf), sf)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_allclose(back, COUNTS, atol=1e-10)
+    np.testing.assert_allclose(counts_from_lognorm(np.log1p([[100.0]]), [2.0], target_sum=100), [[2.0]])
+
+
+@pytest.mark.parametrize(
+    ("sf", "message"),
+    [(np.array([1.0, 2.0]), "shape"), (np.array([1.0, 0.0, 2.0]), "> 0"), (np.array([1.0, np.nan, 1.0]), "> 0")],
+)
+def test_lognorm_rejects_bad_size_factors(sf, message):
+    with pytest.raises(ValueError, match=message):
+        lognorm(COUNTS, sf)
+
+
+def test_lognorm_rejects_bad_target_and_log_values():
+    with pytest.raises(ValueError, match="target_sum"):
+        lognorm(COUNTS, size_factors(COUNTS), target_sum=0)
+    with pytest.raises(ValueError, match="negative"):
+        lognorm(COUNTS - 2, np.ones(3))
+
+
+def test_check_counts_drops_explicit_zeros():
+    matrix = sp.csr_matrix((np.array([0.0, 2.0]), np.array([0, 1]), np.array([0, 2])), shape=(1, 2))
+    out = check_counts(matrix)
+    assert out.nnz == 1 and out.dtype == np.float64
+    assert matrix.nnz == 2  # input untouched
+    with pytest.raises(ValueError, match="numpy array or a scipy.sparse"):
+        check_counts([[1, 2]])
