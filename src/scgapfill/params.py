@@ -109,6 +109,8 @@ class TrainParams(_Params):
     batch_size: int = Field(16, ge=1)
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(10, ge=1)
+    # Smallest val_loss improvement that resets early stopping's patience (0: any improvement).
+    min_delta: float = Field(0.0, ge=0)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
     accelerator: str = "auto"

@@ -1,0 +1,117 @@
+"""Training speed of the gap-filling U-Net on the embedded pbmc68k_reduced data set.
+
+Usage::
+
+    python benchmarks/train_speed.py [--epochs 5] [--batch-size 16] [--no-context]
+        [--depth 2] [--base-channels 16] [--patience N] [--min-delta D]
+        [--accelerator auto] [--threads N]
+
+Trains for a fixed number of epochs (early stopping effectively off unless
+``--patience`` is given) and prints one table: machine, data size, grid,
+seconds per epoch, cells per second and peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+
+def pbmc68k_counts() -> tuple[sp.csr_matrix, list[str]]:
+    """Counts reconstructed from pbmc68k_reduced: ``round(expm1(raw.X) * n_counts / 1e4)``."""
+    import scanpy as sc
+
+    adata = sc.datasets.pbmc68k_reduced()
+    raw = adata.raw.X.toarray() if sp.issparse(adata.raw.X) else np.asarray(adata.raw.X)
+    counts = np.rint(np.expm1(raw) * adata.obs["n_counts"].to_numpy()[:, None] / 1e4)
+    matrix = sp.csr_matrix(counts)
+    matrix.eliminate_zeros()
+    return matrix, [str(g) for g in adata.raw.var_names]
+
+
+def peak_rss_mib() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--base-channels", type=int, default=16)
+    parser.add_argument("--no-context", action="store_true")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: off)")
+    parser.add_argument("--min-delta", type=float, default=0.0, help="early-stopping min_delta")
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        # This benchmark process only; the package itself never changes the thread count.
+        torch.set_num_threads(args.threads)
+
+    from scgapfill.layout import compute_layout
+    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.params import ModelParams, TrainParams
+    from scgapfill.train.fit import fit_gapfill, resolve_precision, uses_cuda
+
+    counts, genes = pbmc68k_counts()
+    start = time.perf_counter()
+    layout = compute_layout(lognorm(counts, size_factors(counts)), genes, "correlation", divisor=2**args.depth)
+    layout_s = time.perf_counter() - start
+    model = ModelParams(depth=args.depth, base_channels=args.base_channels, context_channel=not args.no_context)
+    train = TrainParams(
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        patience=args.patience or args.epochs + 1,
+        min_delta=args.min_delta,
+        accelerator=args.accelerator,
+        enable_progress_bar=False,
+    )
+    start = time.perf_counter()
+    bundle = fit_gapfill(counts, layout, model, train)
+    total_s = time.perf_counter() - start
+
+    epoch_s = bundle.info["epoch_seconds"]
+    device = torch.cuda.get_device_name(0) if uses_cuda(args.accelerator) else "cpu"
+    rows = [
+        ("machine", f"{platform.platform()} ({platform.machine()})"),
+        ("CPU count", str(os.cpu_count())),
+        ("torch", f"{torch.__version__} (threads {torch.get_num_threads()})"),
+        ("device", f"{device}, precision {resolve_precision(train)}"),
+        ("cells", f"{counts.shape[0]} ({bundle.info['n_train_cells']} train / {bundle.info['n_val_cells']} val)"),
+        ("genes", str(counts.shape[1])),
+        ("grid", "x".join(map(str, layout["shape"])) + f" (correlation layout, {layout_s:.1f} s)"),
+        ("model", f"depth {args.depth}, base {args.base_channels}, "
+                  f"context {not args.no_context}, batch {args.batch_size}"),
+        ("epochs", f"{len(bundle.history)} (max {args.epochs}, patience {train.patience}, "
+                   f"min_delta {train.min_delta})"),
+        ("seconds/epoch", f"{bundle.seconds_per_epoch:.2f} mean, "
+                          f"{np.median(epoch_s):.2f} median, {epoch_s[0]:.2f} first"),
+        ("cells/s", f"{bundle.cells_per_s:.0f} (training cells per epoch second)"),
+        ("fit_gapfill total", f"{total_s:.1f} s (incl. lognorm, PCA/kNN context, Trainer setup)"),
+        ("best epoch / val_loss", f"{bundle.best_epoch} / {bundle.info['best_val_loss']:.5f}"),
+        ("peak RSS", f"{peak_rss_mib():.0f} MiB"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'what':<{width}} | value |\n|{'-' * (width + 2)}|-------|")
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
+    print("\nval_loss per epoch:", ", ".join(f"{v:.5f}" for v in bundle.history["val_loss"]))
+
+
+if __name__ == "__main__":
+    main()

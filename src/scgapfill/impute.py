@@ -1,0 +1,160 @@
+"""Apply a trained bundle: align genes, fill the gaps, return log-normalised values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .layout import from_grid, to_grid
+from .normalization import lognorm, size_factors
+
+MIN_GENE_OVERLAP = 0.5
+
+
+def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.csr_matrix, dict]:
+    """Reorder the columns of ``counts_csr`` to the model's genes.
+
+    Parameters
+    ----------
+    counts_csr
+        Cells x genes counts (sparse or dense).
+    gene_names
+        Names of its columns.
+    model_genes
+        The model's genes (``bundle.gene_names``).
+
+    Returns
+    -------
+    aligned : scipy.sparse.csr_matrix
+        Cells x model genes; a model gene absent from the data is an all-zero
+        column, i.e. unobserved, to be filled like any zero.
+    report : dict
+        ``n_model_genes``, ``n_present``, ``n_missing``, ``missing_genes`` (all of
+        them), ``n_extra`` and ``extra_genes`` (data genes the model ignores).
+
+    Raises
+    ------
+    ValueError
+        If gene names are duplicated or fewer than half of the model's genes are present.
+    """
+    gene_names = [str(g) for g in gene_names]
+    model_genes = [str(g) for g in model_genes]
+    if counts_csr.shape[1] != len(gene_names):
+        raise ValueError(f"counts have {counts_csr.shape[1]} columns but {len(gene_names)} gene names were given")
+    for what, names in (("data", gene_names), ("model", model_genes)):
+        seen, dupes = set(), []
+        for name in names:
+            if name in seen:
+                dupes.append(name)
+            seen.add(name)
+        if dupes:
+            raise ValueError(
+                f"{what} gene names are not unique ({len(dupes)} duplicates, e.g. {dupes[:5]}); "
+                "make them unique (AnnData.var_names_make_unique) before imputing"
+            )
+    column_of = {name: i for i, name in enumerate(gene_names)}
+    present = [(column_of[g], j) for j, g in enumerate(model_genes) if g in column_of]
+    missing = [g for g in model_genes if g not in column_of]
+    model_set = set(model_genes)
+    extra = [g for g in gene_names if g not in model_set]
+    if len(present) < MIN_GENE_OVERLAP * len(model_genes):
+        raise ValueError(
+            f"only {len(present)} of the model's {len(model_genes)} genes are in the data "
+            f"(need at least {MIN_GENE_OVERLAP:.0%}); missing e.g. {missing[:5]}. "
+            "Check that gene identifiers match (symbols vs Ensembl IDs) and the organism is the same"
+        )
+    source = np.array([s for s, _ in present], dtype=np.int64)
+    target = np.array([t for _, t in present], dtype=np.int64)
+    # A 0/1 selection matrix moves columns without densifying the data.
+    selector = sp.csr_matrix(
+        (np.ones(len(present)), (source, target)), shape=(len(gene_names), len(model_genes))
+    )
+    matrix = counts_csr if sp.issparse(counts_csr) else sp.csr_matrix(counts_csr)
+    aligned = sp.csr_matrix(matrix @ selector)
+    aligned.sort_indices()
+    report = {
+        "n_model_genes": len(model_genes),
+        "n_present": len(present),
+        "n_missing": len(missing),
+        "missing_genes": missing,
+        "n_extra": len(extra),
+        "extra_genes": extra,
+    }
+    return aligned, report
+
+
+def impute_counts(
+    bundle: Any,
+    counts_csr: Any,
+    batch_size: int = 256,
+    fill_only_zeros: bool = False,
+    device: Any = None,
+) -> np.ndarray:
+    """Impute a counts matrix with a trained bundle.
+
+    Parameters
+    ----------
+    bundle
+        A :class:`scgapfill.model_io.GapFillBundle`.
+    counts_csr
+        Cells x genes raw counts, columns in ``bundle.gene_names`` order (see
+        :func:`align_genes`), scipy sparse or numpy.
+    batch_size
+        Cells per forward pass.
+    fill_only_zeros
+        Keep the observed nonzero values (their log-normalised input) and
+        replace only the zeros.
+    device
+        Torch device; ``None`` picks CUDA when available, else CPU.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n_cells, n_genes)`` in ``log1p(counts / sf * 1e4)`` space, with
+        ``sf`` the row sums of ``counts_csr``.
+    """
+    import torch
+
+    from .nn import network_input
+    from .train.data import GeneScaler, as_counts_matrix, neighbour_context
+
+    if batch_size < 1:
+        raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
+    counts = as_counts_matrix(counts_csr, "impute_counts")
+    n_genes = len(bundle.gene_names)
+    if counts.shape[1] != n_genes:
+        raise ValueError(
+            f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
+        )
+    values = lognorm(counts, size_factors(counts))
+    scaler = GeneScaler.from_dict(bundle.scaler)
+    scaled = scaler.transform(values)
+    context = None
+    if bundle.model_params["context_channel"]:
+        context = scaler.transform(
+            neighbour_context(
+                values,
+                int(bundle.model_params["context_k"]),
+                int(bundle.model_params["context_n_pcs"]),
+                int(bundle.train_params["seed"]),
+            )
+        )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = bundle.build_network().to(device)
+    net.eval()
+    layout = bundle.layout
+    out = np.empty(counts.shape, dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, counts.shape[0], batch_size):
+            rows = slice(start, min(start + batch_size, counts.shape[0]))
+            grid = torch.from_numpy(to_grid(scaled[rows], layout)).to(device)
+            context_grid = None if context is None else torch.from_numpy(to_grid(context[rows], layout)).to(device)
+            pred = net(network_input(grid, None, context_grid)).float().cpu().numpy()
+            out[rows] = scaler.inverse(from_grid(pred, layout))
+    if fill_only_zeros:
+        coo = values.tocoo()
+        out[coo.row, coo.col] = coo.data
+    return out

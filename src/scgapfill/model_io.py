@@ -1,0 +1,161 @@
+"""The trained-model bundle: network weights plus everything needed to use them.
+
+A bundle is saved as ONE ``.pt`` file that holds only tensors, dicts, lists,
+strings and numbers, and is read back with ``torch.load(weights_only=True)``,
+so loading a model file never runs code from it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+FORMAT = "scgapfill.GapFillBundle"
+FORMAT_VERSION = 1
+_HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
+
+
+@dataclass
+class GapFillBundle:
+    """A trained gap-filling model.
+
+    Attributes
+    ----------
+    state_dict
+        ``UNet`` weights, CPU tensors.
+    model_params, train_params
+        ``ModelParams`` / ``TrainParams`` as plain dicts.
+    layout
+        The gene layout (``genes``, ``positions``, ``shape``, ``strategy``).
+    scaler
+        ``GeneScaler.to_dict()``.
+    gene_names
+        The model's genes, in the column order it expects.
+    history
+        One row per epoch: ``epoch``, ``train_loss``, ``val_loss``.
+    best_epoch
+        Epoch (0-based) of the kept weights.
+    seconds_per_epoch, cells_per_s
+        Mean wall time of an epoch (training and validation) and training cells per second of it.
+    info
+        Free-form extras (numbers and strings), e.g. cell counts of the split.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    model_params: dict
+    train_params: dict
+    layout: dict
+    scaler: dict
+    gene_names: list[str]
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_HISTORY_COLUMNS))
+    best_epoch: int = -1
+    seconds_per_epoch: float = float("nan")
+    cells_per_s: float = float("nan")
+    info: dict = field(default_factory=dict)
+
+    def build_network(self) -> torch.nn.Module:
+        """The UNet with the stored weights, on CPU, in eval mode."""
+        from .nn import UNet, input_channels
+
+        net = UNet(
+            input_channels(bool(self.model_params["context_channel"])),
+            base_channels=int(self.model_params["base_channels"]),
+            depth=int(self.model_params["depth"]),
+            dropout=float(self.model_params["dropout"]),
+        )
+        net.load_state_dict(self.state_dict)
+        return net.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain payload (tensors, dicts, lists, strings, numbers) that ``torch.load(weights_only=True)`` reads."""
+        history = {
+            col: [_plain(v) for v in self.history[col].tolist()] for col in _HISTORY_COLUMNS if col in self.history
+        }
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "model_params": _plain(self.model_params),
+            "train_params": _plain(self.train_params),
+            "layout": _plain(self.layout),
+            "scaler": _plain(self.scaler),
+            "gene_names": [str(g) for g in self.gene_names],
+            "history": history,
+            "best_epoch": int(self.best_epoch),
+            "seconds_per_epoch": float(self.seconds_per_epoch),
+            "cells_per_s": float(self.cells_per_s),
+            "info": _plain(self.info),
+        }
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "GapFillBundle":
+        if payload.get("format") != FORMAT:
+            raise ValueError(f"not a scgapfill model bundle (format={payload.get('format')!r}); retrain or re-save it")
+        if payload.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(
+                f"model bundle format_version {payload['format_version']} is newer than this scgapfill "
+                f"reads ({FORMAT_VERSION}); upgrade scgapfill"
+            )
+        required = ("state_dict", "model_params", "train_params", "layout", "scaler", "gene_names")
+        missing = [k for k in required if k not in payload]
+        if missing:
+            raise ValueError(f"model bundle lacks {missing}; the file is incomplete, retrain the model")
+        return cls(
+            state_dict=dict(payload["state_dict"]),
+            model_params=dict(payload["model_params"]),
+            train_params=dict(payload["train_params"]),
+            layout=dict(payload["layout"]),
+            scaler=dict(payload["scaler"]),
+            gene_names=list(payload["gene_names"]),
+            history=pd.DataFrame(payload.get("history") or {c: [] for c in _HISTORY_COLUMNS}),
+            best_epoch=int(payload.get("best_epoch", -1)),
+            seconds_per_epoch=float(payload.get("seconds_per_epoch", float("nan"))),
+            cells_per_s=float(payload.get("cells_per_s", float("nan"))),
+            info=dict(payload.get("info", {})),
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the bundle to ``path`` atomically (temporary file, then ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(self.to_dict(), stream)
+            os.replace(tmp_name, path)
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GapFillBundle":
+        """Read a bundle written by :meth:`save`; never unpickles code."""
+        payload = torch.load(Path(path), weights_only=True, map_location="cpu")
+        if not isinstance(payload, dict):
+            raise ValueError(f"{path} does not hold a scgapfill model bundle")
+        return cls.from_dict(payload)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars, tuples and nested containers -> builtins that weights_only loading accepts."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

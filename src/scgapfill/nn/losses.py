@@ -1,0 +1,139 @@
+"""The gap-filling loss: masked MSE/MAE, total variation and an optional SSIM term.
+
+All functions take ``(n, 1, H, W)`` grids. ``valid`` marks pixels that hold a
+gene (the rest is padding) and broadcasts against the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    # clamp: a batch can have no masked entry (rate ~ 0); its term is then 0, not NaN.
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where ``mask`` is true (0 if there are none)."""
+    weight = mask.expand_as(pred).to(pred.dtype)
+    return _weighted_mean((pred - target) ** 2, weight)
+
+
+def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the entries where ``mask`` is true (0 if there are none)."""
+    weight = mask.expand_as(pred).to(pred.dtype)
+    return _weighted_mean((pred - target).abs(), weight)
+
+
+def total_variation(grid: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute difference of horizontally and vertically adjacent pixels.
+
+    Parameters
+    ----------
+    grid
+        ``(n, C, H, W)``.
+    valid
+        Optional pixel mask; a pair counts only when both pixels are valid, so
+        padding never pulls a gene's value.
+
+    Returns
+    -------
+    Scalar: sum of ``|x[i, j+1] - x[i, j]|`` and ``|x[i+1, j] - x[i, j]|`` over the
+    counted pairs, divided by the number of counted pairs.
+    """
+    if valid is None:
+        valid = torch.ones_like(grid, dtype=torch.bool)
+    valid = valid.expand_as(grid).to(grid.dtype)
+    horizontal = (grid[..., :, 1:] - grid[..., :, :-1]).abs()
+    vertical = (grid[..., 1:, :] - grid[..., :-1, :]).abs()
+    pair_h = valid[..., :, 1:] * valid[..., :, :-1]
+    pair_v = valid[..., 1:, :] * valid[..., :-1, :]
+    total = (horizontal * pair_h).sum() + (vertical * pair_v).sum()
+    return total / (pair_h.sum() + pair_v.sum()).clamp(min=1.0)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, window: int = 7) -> torch.Tensor:
+    """Mean structural similarity of two grids in [0, 1] (uniform window, data range 1).
+
+    Padding pixels are zeroed in both grids first, so they agree and add no signal.
+    The window shrinks to the grid when the grid is smaller.
+    """
+    if valid is not None:
+        keep = valid.expand_as(pred).to(pred.dtype)
+        pred, target = pred * keep, target * keep
+    size = max(1, min(window, pred.shape[-2], pred.shape[-1]))
+    c1, c2 = 0.01**2, 0.03**2
+
+    def local_mean(x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, size, stride=1)
+
+    mu_p, mu_t = local_mean(pred), local_mean(target)
+    var_p = local_mean(pred * pred) - mu_p**2
+    var_t = local_mean(target * target) - mu_t**2
+    cov = local_mean(pred * target) - mu_p * mu_t
+    score = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    return score.mean()
+
+
+def _weight(loss_params: Any, name: str) -> float:
+    value = loss_params[name] if isinstance(loss_params, dict) else getattr(loss_params, name)
+    return float(value)
+
+
+def loss_terms(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    train_mask: torch.Tensor,
+    valid: torch.Tensor,
+    loss_params: Any,
+) -> dict[str, torch.Tensor]:
+    """Every term of :func:`gapfill_loss` and their weighted sum under ``"loss"``.
+
+    Parameters
+    ----------
+    pred, target
+        ``(n, 1, H, W)``; ``target`` is the unmasked scaled grid.
+    train_mask
+        Boolean, true where the entry was hidden from the network.
+    valid
+        Boolean, true where a pixel holds a gene.
+    loss_params
+        :class:`scgapfill.params.LossParams` or a dict with ``alpha``, ``beta``,
+        ``gamma``, ``ssim``, ``unmasked_weight``.
+    """
+    # Losses in float32 even under bf16 autocast: small differences matter here.
+    pred, target = pred.float(), target.float()
+    valid = valid.expand_as(pred).bool()
+    hidden = train_mask.bool() & valid
+    visible = valid & ~hidden
+    alpha, beta, gamma = (_weight(loss_params, k) for k in ("alpha", "beta", "gamma"))
+    ssim_weight, unmasked = _weight(loss_params, "ssim"), _weight(loss_params, "unmasked_weight")
+    zero = pred.new_zeros(())
+    terms = {
+        "mse": masked_mse(pred, target, hidden) + (unmasked * masked_mse(pred, target, visible) if unmasked else zero),
+        "mae": masked_mae(pred, target, hidden) + (unmasked * masked_mae(pred, target, visible) if unmasked else zero),
+        "tv": total_variation(pred, valid) if gamma else zero,
+        "ssim": 1.0 - ssim(pred, target, valid) if ssim_weight else zero,
+    }
+    terms["loss"] = alpha * terms["mse"] + beta * terms["mae"] + gamma * terms["tv"] + ssim_weight * terms["ssim"]
+    return terms
+
+
+def gapfill_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    train_mask: torch.Tensor,
+    valid: torch.Tensor,
+    loss_params: Any,
+) -> torch.Tensor:
+    """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM)``.
+
+    MSE and MAE are taken over the training-masked entries, plus
+    ``unmasked_weight`` times the same over the visible valid entries. See
+    :func:`loss_terms` for the parameters.
+    """
+    return loss_terms(pred, target, train_mask, valid, loss_params)["loss"]

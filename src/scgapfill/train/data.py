@@ -1,0 +1,208 @@
+"""Data for the U-Net: per-gene scaling, the neighbour-context channel, and a
+cell dataset whose batches become grids one batch at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.utils.data import Dataset
+
+from ..layout import to_grid
+from ..normalization import check_counts
+
+
+def as_counts_matrix(counts: Any, caller: str) -> sp.csr_matrix:
+    """Accept only a cells x genes matrix (scipy sparse or numpy), as float64 CSR.
+
+    An AnnData (or anything else) is refused on purpose: the caller hands over
+    exactly the matrix the model may see, never an object that could carry the
+    held-out truth in a layer.
+    """
+    if not (sp.issparse(counts) or isinstance(counts, np.ndarray)):
+        raise TypeError(
+            f"{caller} takes a counts matrix (scipy.sparse or numpy.ndarray), got {type(counts).__name__}; "
+            "pass the masked counts matrix itself, e.g. adata.layers['counts'] of the masked AnnData"
+        )
+    return check_counts(counts, "counts")
+
+
+
+class GeneScaler:
+    """Per-gene scale mapping log-normalised values into [0, 1] for the sigmoid output.
+
+    Parameters
+    ----------
+    scale
+        One positive value per gene (the divisor).
+    quantile
+        The quantile of each gene's values (zeros included) the scale was taken
+        from; 1.0 is the maximum.
+    """
+
+    def __init__(self, scale: Any, quantile: float = 1.0) -> None:
+        scale = np.asarray(scale, dtype=np.float64)
+        if scale.ndim != 1 or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ValueError("GeneScaler.scale must be a 1-D array of finite values > 0; refit it with GeneScaler.fit")
+        self.scale = scale
+        self.quantile = float(quantile)
+
+    @classmethod
+    def fit(cls, lognorm: Any, quantile: float = 1.0) -> "GeneScaler":
+        """Learn the scale from (training cells') log-normalised values.
+
+        Genes that are zero in every given cell get scale 1, so they stay finite.
+        """
+        if not 0 < quantile <= 1:
+            raise ValueError(f"GeneScaler quantile must lie in (0, 1], got {quantile}")
+        if quantile == 1.0:
+            top = np.asarray(lognorm.max(axis=0).toarray() if sp.issparse(lognorm) else np.max(lognorm, axis=0))
+            top = top.ravel().astype(np.float64)
+        else:
+            csc = sp.csc_matrix(lognorm)
+            n_cells = csc.shape[0]
+            top = np.zeros(csc.shape[1])
+            for gene in range(csc.shape[1]):
+                column = csc.data[csc.indptr[gene] : csc.indptr[gene + 1]]
+                # Zeros count too: a quantile of the nonzero values alone would overstate rare genes.
+                full = np.concatenate([column, np.zeros(n_cells - column.size)])
+                top[gene] = np.quantile(full, quantile)
+        top = np.where(top > 0, top, 1.0)
+        return cls(top, quantile)
+
+    @property
+    def n_genes(self) -> int:
+        return int(self.scale.size)
+
+    def _check(self, values: Any) -> None:
+        if values.shape[1] != self.n_genes:
+            raise ValueError(f"GeneScaler was fitted on {self.n_genes} genes, got a matrix with {values.shape[1]}")
+
+    def transform(self, values: Any) -> Any:
+        """Divide by the scale and clip to [0, 1]; CSR in, CSR out (float32), dense in, dense out."""
+        self._check(values)
+        inverse_scale = (1.0 / self.scale).astype(np.float32)
+        if sp.issparse(values):
+            out = sp.csr_matrix(values, dtype=np.float32, copy=True)
+            out.data *= inverse_scale[out.indices]
+            np.clip(out.data, 0.0, 1.0, out=out.data)
+            return out
+        return np.clip(np.asarray(values, dtype=np.float32) * inverse_scale, 0.0, 1.0)
+
+    def inverse(self, values: Any) -> np.ndarray:
+        """Back to log-normalised values (dense float32)."""
+        self._check(values)
+        dense = values.toarray() if sp.issparse(values) else np.asarray(values)
+        return (dense * self.scale.astype(np.float32)).astype(np.float32, copy=False)
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale.tolist(), "quantile": self.quantile}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "GeneScaler":
+        return cls(payload["scale"], payload.get("quantile", 1.0))
+
+
+def neighbour_context(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -> np.ndarray:
+    """Mean log-normalised profile of each cell's ``k`` nearest neighbours, the cell itself excluded.
+
+    Parameters
+    ----------
+    lognorm
+        Cells x genes log-normalised values of the matrix the model may see
+        (held-out entries already zero). Sparse or dense.
+    k
+        Neighbours per cell; reduced to ``n_cells - 1`` for tiny inputs.
+    n_pcs
+        PCA components used to find neighbours; reduced to fit the matrix.
+    seed
+        Seed of the PCA solver.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, ``(n_cells, n_genes)``.
+
+    Notes
+    -----
+    Excluding the cell itself matters: during training some of its entries are
+    hidden, and its own value must not come back through the context channel.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    n_cells, n_genes = lognorm.shape
+    if n_cells < 2:
+        raise ValueError(
+            f"the neighbour context needs at least 2 cells, got {n_cells}; set model.context_channel=false"
+        )
+    if k < 1 or n_pcs < 1:
+        raise ValueError(f"model.context_k and model.context_n_pcs must be >= 1, got {k} and {n_pcs}")
+    k = min(k, n_cells - 1)
+    X = sp.csr_matrix(lognorm, dtype=np.float64)
+    n_components = min(n_pcs, min(n_cells, n_genes) - 1)
+    if n_components >= 1:
+        embedding = PCA(n_components, svd_solver="arpack", random_state=seed).fit_transform(X)
+    else:
+        embedding = X.toarray()
+    _, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(embedding).kneighbors(embedding)
+    rows = np.arange(n_cells)
+    # Duplicate cells can push the cell itself out of first place: drop it wherever it is,
+    # and drop the farthest neighbour where it does not appear at all.
+    is_self = neighbours == rows[:, None]
+    is_self[~is_self.any(axis=1), -1] = True
+    picked = neighbours[~is_self].reshape(n_cells, k)
+    weights = sp.csr_matrix(
+        (np.full(n_cells * k, 1.0 / k), (np.repeat(rows, k), picked.ravel())), shape=(n_cells, n_cells)
+    )
+    context = weights @ X
+    return np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float32)
+
+
+def valid_pixels(layout: dict) -> np.ndarray:
+    """``(1, 1, H, W)`` boolean grid, true where a gene sits."""
+    return to_grid(np.ones((1, len(layout["positions"])), dtype=np.float32), layout) > 0
+
+
+class CellDataset(Dataset):
+    """One cell at a time from a CSR matrix: its nonzero columns and values, plus its context row.
+
+    Densification happens in :class:`GridCollate`, one batch at a time.
+    """
+
+    def __init__(self, values: sp.csr_matrix, context: np.ndarray | None = None, cells: Any = None) -> None:
+        self.values = sp.csr_matrix(values, dtype=np.float32)
+        self.context = None if context is None else np.asarray(context, dtype=np.float32)
+        if self.context is not None and self.context.shape != self.values.shape:
+            raise ValueError(f"context shape {self.context.shape} differs from values shape {self.values.shape}")
+        self.cells = np.arange(self.values.shape[0]) if cells is None else np.asarray(cells, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.cells.size)
+
+    def __getitem__(self, item: int) -> tuple:
+        cell = int(self.cells[item])
+        start, end = self.values.indptr[cell], self.values.indptr[cell + 1]
+        context = None if self.context is None else self.context[cell]
+        return self.values.indices[start:end], self.values.data[start:end], context
+
+
+class GridCollate:
+    """Builds a batch dict of ``(b, 1, H, W)`` float tensors: ``values``, ``valid`` and maybe ``context``."""
+
+    def __init__(self, layout: dict) -> None:
+        self.layout = {"positions": list(layout["positions"]), "shape": list(layout["shape"])}
+        self.n_genes = len(self.layout["positions"])
+        self.valid = torch.from_numpy(valid_pixels(self.layout))
+
+    def __call__(self, items: list[tuple]) -> dict[str, torch.Tensor]:
+        dense = np.zeros((len(items), self.n_genes), dtype=np.float32)
+        for row, (columns, data, _) in enumerate(items):
+            dense[row, columns] = data
+        batch = {"values": torch.from_numpy(to_grid(dense, self.layout)), "valid": self.valid}
+        if items and items[0][2] is not None:
+            batch["context"] = torch.from_numpy(to_grid(np.stack([item[2] for item in items]), self.layout))
+        return batch

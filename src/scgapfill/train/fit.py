@@ -1,0 +1,285 @@
+"""``fit_gapfill``: train the U-Net on a (held-out-masked) counts matrix and return a bundle.
+
+Distributed training
+--------------------
+``strategy``, ``devices`` and ``num_nodes`` go to Lightning unchanged.
+
+- ``ddp_spawn`` / ``ddp_fork``: the ranks run in child processes; only the
+  calling process returns from :func:`fit_gapfill`, with one bundle. These are
+  the strategies to use inside a Kedro node or a notebook.
+- ``ddp``: Lightning re-launches ``sys.argv`` for every extra rank, so every
+  rank runs the caller's whole script. Rank 0 returns the bundle, the other
+  ranks return ``None``: callers must save or log only when the result is not
+  ``None``. Inside ``kedro run`` this re-runs the whole pipeline per rank; use it
+  only under ``torchrun``/SLURM launchers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from ..layout import validate_layout
+from ..model_io import GapFillBundle
+from ..normalization import lognorm, size_factors
+from ..params import ModelParams, TrainParams, parse
+from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix, neighbour_context
+from .module import GapFillModule
+
+log = logging.getLogger(__name__)
+
+_HISTORY_FILE = "history.json"
+
+
+def split_cells(n_cells: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of cell indices into (train, validation), both sorted and non-empty."""
+    if n_cells < 2:
+        raise ValueError(f"training needs at least 2 cells (one for validation), got {n_cells}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"train.val_fraction must lie in (0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(n_cells)
+    n_val = min(max(int(round(val_fraction * n_cells)), 1), n_cells - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def uses_cuda(accelerator: str) -> bool:
+    """Whether Lightning will train on a CUDA GPU with this accelerator setting."""
+    name = str(accelerator).lower()
+    return name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available())
+
+
+def resolve_precision(train_params: TrainParams) -> str:
+    """``train.precision`` if set, else bf16 mixed precision on a GPU that has it, 32-bit otherwise."""
+    if train_params.precision:
+        return str(train_params.precision)
+    if uses_cuda(train_params.accelerator) and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+class _EpochHistory(Callback):
+    """Writes (epoch, train_loss, val_loss, seconds) to a JSON file on rank 0.
+
+    A file, not an attribute: with ``ddp_spawn``/``ddp_fork`` the callbacks run in
+    child processes and their attributes never reach the caller.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows: list[dict] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning runs the epoch's validation before this hook, so val_loss is current.
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        self.rows.append(
+            {
+                "epoch": int(trainer.current_epoch),
+                "train_loss": float(metrics.get("train_loss", float("nan"))),
+                "val_loss": float(metrics.get("val_loss", float("nan"))),
+                "seconds": time.perf_counter() - self._start,
+            }
+        )
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as stream:
+            json.dump(self.rows, stream)
+        os.replace(tmp, self.path)
+
+
+def _loaders(
+    scaled: sp.csr_matrix,
+    context: np.ndarray | None,
+    layout: dict,
+    train_cells: np.ndarray,
+    val_cells: np.ndarray,
+    train_params: TrainParams,
+) -> tuple[DataLoader, DataLoader]:
+    collate = GridCollate(layout)
+    workers = dict(num_workers=train_params.num_workers, persistent_workers=train_params.num_workers > 0)
+    pin = uses_cuda(train_params.accelerator)
+    train = DataLoader(
+        CellDataset(scaled, context, train_cells),
+        batch_size=train_params.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        pin_memory=pin,
+        **workers,
+    )
+    val = DataLoader(
+        CellDataset(scaled, context, val_cells),
+        batch_size=train_params.batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        pin_memory=pin,
+        **workers,
+    )
+    return train, val
+
+
+def fit_gapfill(
+    counts_csr: Any,
+    layout: dict,
+    model_params: ModelParams | dict | None = None,
+    train_params: TrainParams | dict | None = None,
+    logger: Any = None,
+    callbacks: list[Callback] | None = None,
+) -> GapFillBundle | None:
+    """Train the gap-filling U-Net.
+
+    Parameters
+    ----------
+    counts_csr
+        Cells x genes raw counts the model may see (held-out entries already
+        zero), scipy sparse or numpy, columns in ``layout["genes"]`` order.
+    layout
+        Gene layout from :func:`scgapfill.layout.compute_layout` with
+        ``divisor=2**model_params.depth``.
+    model_params, train_params
+        Typed parameters (or dicts validated into them).
+    logger
+        A Lightning logger (e.g. ``MLFlowLogger``) for per-epoch curves; ``None`` logs nothing.
+    callbacks
+        Extra Lightning callbacks.
+
+    Returns
+    -------
+    GapFillBundle or None
+        The bundle with the best-validation weights. ``None`` on DDP ranks other
+        than 0 under ``strategy="ddp"`` (see the module docstring).
+
+    Notes
+    -----
+    Size factors are the row sums of ``counts_csr``; values are
+    ``log1p(counts / sf * 1e4)``, scaled per gene (scale learned on the
+    training cells) into [0, 1]. The neighbour context, if enabled, is computed
+    once from all given cells, each cell's own row excluded.
+    """
+    model_params = parse("model", model_params)
+    train_params = parse("train", train_params)
+    counts = as_counts_matrix(counts_csr, "fit_gapfill")
+    validate_layout(layout)
+    if counts.shape[1] != len(layout["genes"]):
+        raise ValueError(
+            f"counts have {counts.shape[1]} genes but the layout has {len(layout['genes'])}; "
+            "compute the layout on the same genes (align columns to layout['genes'])"
+        )
+    divisor = 2**model_params.depth
+    height, width = layout["shape"]
+    if height % divisor or width % divisor:
+        raise ValueError(
+            f"layout grid {height}x{width} is not divisible by 2**model.depth={divisor}; "
+            f"recompute the layout with divisor={divisor} or lower model.depth"
+        )
+
+    values = lognorm(counts, size_factors(counts))
+    train_cells, val_cells = split_cells(counts.shape[0], train_params.val_fraction, train_params.seed)
+    scaler = GeneScaler.fit(values[train_cells])
+    scaled = scaler.transform(values)
+    context = None
+    if model_params.context_channel:
+        context = scaler.transform(
+            neighbour_context(values, model_params.context_k, model_params.context_n_pcs, train_params.seed)
+        )
+
+    L.seed_everything(train_params.seed, workers=True, verbose=False)
+    module = GapFillModule(model_params.model_dump(), train_params.model_dump())
+    train_loader, val_loader = _loaders(scaled, context, layout, train_cells, val_cells, train_params)
+    precision = resolve_precision(train_params)
+    cuda = uses_cuda(train_params.accelerator)
+    deterministic_before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+
+    with tempfile.TemporaryDirectory(prefix="scgapfill-fit-") as workdir:
+        history_path = os.path.join(workdir, _HISTORY_FILE)
+        checkpoint = ModelCheckpoint(
+            dirpath=workdir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_weights_only=True
+        )
+        trainer = L.Trainer(
+            accelerator=train_params.accelerator,
+            devices=train_params.devices,
+            num_nodes=train_params.num_nodes,
+            strategy=train_params.strategy,
+            precision=precision,
+            max_epochs=train_params.max_epochs,
+            callbacks=[
+                EarlyStopping(
+                    monitor="val_loss", mode="min", patience=train_params.patience, min_delta=train_params.min_delta
+                ),
+                checkpoint,
+                _EpochHistory(history_path),
+                *(callbacks or []),
+            ],
+            logger=logger if logger is not None else False,
+            enable_progress_bar=train_params.enable_progress_bar,
+            enable_model_summary=False,
+            # Some CUDA kernels have no deterministic version: warn there instead of failing.
+            deterministic="warn" if cuda else True,
+            default_root_dir=workdir,
+            log_every_n_steps=max(1, min(50, len(train_loader))),
+        )
+        start = time.perf_counter()
+        try:
+            trainer.fit(module, train_loader, val_loader)
+        finally:
+            # Lightning switches deterministic algorithms on globally; give the process back as it was.
+            torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
+        wall = time.perf_counter() - start
+        if trainer.global_rank != 0:
+            return None
+        if not checkpoint.best_model_path or not os.path.exists(checkpoint.best_model_path):
+            raise RuntimeError("training produced no checkpoint (did validation run?); check train.val_fraction")
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        with open(history_path) as stream:
+            rows = json.load(stream)
+
+    state_dict = {k[len("net.") :]: v.cpu() for k, v in best["state_dict"].items() if k.startswith("net.")}
+    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "seconds"])
+    seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
+    cells_per_s = len(train_cells) / seconds_per_epoch if seconds_per_epoch > 0 else float("nan")
+    best_epoch = int(best.get("epoch", history["val_loss"].idxmin() if len(history) else -1))
+    log.info(
+        "U-Net trained %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s); best epoch %d",
+        len(history), wall, seconds_per_epoch, cells_per_s, best_epoch,
+    )
+    return GapFillBundle(
+        state_dict=state_dict,
+        model_params=model_params.model_dump(),
+        train_params=train_params.model_dump(),
+        layout=dict(layout),
+        scaler=scaler.to_dict(),
+        gene_names=[str(g) for g in layout["genes"]],
+        history=history[["epoch", "train_loss", "val_loss"]],
+        best_epoch=best_epoch,
+        seconds_per_epoch=seconds_per_epoch,
+        cells_per_s=cells_per_s,
+        info={
+            "n_train_cells": int(len(train_cells)),
+            "n_val_cells": int(len(val_cells)),
+            "epochs_run": int(len(history)),
+            "best_val_loss": float(history["val_loss"].min()) if len(history) else float("nan"),
+            "train_seconds": float(wall),
+            "epoch_seconds": [float(x) for x in history["seconds"]],
+            "precision": precision,
+            "accelerator": str(train_params.accelerator),
+            "strategy": str(train_params.strategy),
+        },
+    )

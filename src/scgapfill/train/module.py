@@ -1,0 +1,103 @@
+"""The LightningModule: dynamic training masks per batch, loss on what was hidden."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from ..masks import sample_training_mask
+from ..nn import UNet, gapfill_loss, input_channels, network_input
+
+# Different streams for the training and validation masks, and per DDP rank.
+_VAL_SEED_OFFSET = 1_000_003
+_RANK_SEED_STRIDE = 7_919
+
+
+class GapFillModule(L.LightningModule):
+    """Trains a :class:`~scgapfill.nn.UNet` to restore entries hidden by a random mask.
+
+    Parameters
+    ----------
+    model_params
+        ``ModelParams.model_dump()``: depth, base_channels, dropout, context_channel.
+    train_params
+        ``TrainParams.model_dump()``: lr, seed, loss, training_mask.
+
+    Notes
+    -----
+    Inputs are ``[masked values, observed, context?]`` (:func:`scgapfill.nn.network_input`).
+    Masks are drawn over every valid entry, zeros included: masking only nonzeros
+    teaches the network that every zero is a hidden nonzero, and it then fills
+    true zeros too. The validation mask comes from a fixed seed, re-seeded every
+    validation epoch, so ``val_loss`` is comparable across epochs.
+    """
+
+    def __init__(self, model_params: dict, train_params: dict) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_params = dict(model_params)
+        self.train_params = dict(train_params)
+        self.use_context = bool(self.model_params["context_channel"])
+        self.net = UNet(
+            input_channels(self.use_context),
+            base_channels=int(self.model_params["base_channels"]),
+            depth=int(self.model_params["depth"]),
+            dropout=float(self.model_params["dropout"]),
+        )
+        # Generators live on the batch's device and are made lazily (a CPU generator
+        # cannot draw CUDA tensors; a torch.Generator cannot be pickled for ddp_spawn).
+        self._train_generator: torch.Generator | None = None
+        self._val_generator: torch.Generator | None = None
+
+    def forward(self, values: torch.Tensor, hidden: torch.Tensor | None = None, context: torch.Tensor | None = None):
+        return self.net(network_input(values, hidden, context))
+
+    def _generator(self, device: torch.device, offset: int) -> torch.Generator:
+        seed = int(self.train_params["seed"]) + offset + _RANK_SEED_STRIDE * int(self.global_rank)
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def _step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        values = batch["values"]
+        valid = batch["valid"].expand_as(values)
+        mask_params = self.train_params["training_mask"]
+        hidden = sample_training_mask(
+            values,
+            valid,
+            min_rate=mask_params["min_rate"],
+            max_rate=mask_params["max_rate"],
+            mode=mask_params["mode"],
+            generator=generator,
+        )
+        pred = self(values, hidden, batch.get("context") if self.use_context else None)
+        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"])
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self._train_generator is None:
+            self._train_generator = self._generator(batch["values"].device, 0)
+        loss = self._step(batch, self._train_generator)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch["values"].shape[0], sync_dist=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_generator = self._generator(self.device, _VAL_SEED_OFFSET)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self._val_generator is None:
+            self._val_generator = self._generator(batch["values"].device, _VAL_SEED_OFFSET)
+        loss = self._step(batch, self._val_generator)
+        # sync_dist: every DDP rank must see the same val_loss, or early stopping diverges and hangs.
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch["values"].shape[0], sync_dist=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=float(self.train_params["lr"]))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_train_generator"] = None
+        state["_val_generator"] = None
+        return state

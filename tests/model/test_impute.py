@@ -1,0 +1,92 @@
+"""Imputation with an untrained bundle (random weights): fast, and enough for shapes and bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scgapfill.impute import align_genes, impute_counts
+from scgapfill.model_io import GapFillBundle
+from scgapfill.nn import UNet, input_channels
+from scgapfill.normalization import lognorm, size_factors
+from scgapfill.train.data import GeneScaler
+
+
+@pytest.fixture(scope="module")
+def untrained(counts, layout, model_params, train_params) -> GapFillBundle:
+    torch.manual_seed(0)
+    net = UNet(input_channels(True), model_params.base_channels, model_params.depth, model_params.dropout)
+    scaler = GeneScaler.fit(lognorm(counts, size_factors(counts)))
+    return GapFillBundle(
+        state_dict=net.state_dict(),
+        model_params=model_params.model_dump(),
+        train_params=train_params.model_dump(),
+        layout=layout,
+        scaler=scaler.to_dict(),
+        gene_names=list(layout["genes"]),
+    )
+
+
+def test_align_genes_reorders_fills_missing_and_reports():
+    data = sp.csr_matrix(np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]))
+    aligned, report = align_genes(data, ["c", "a", "x", "b"], ["a", "b", "c", "d"])
+    np.testing.assert_array_equal(aligned.toarray(), [[2.0, 4.0, 1.0, 0.0], [6.0, 8.0, 5.0, 0.0]])
+    assert sp.isspmatrix_csr(aligned)
+    assert report["n_model_genes"] == 4 and report["n_present"] == 3
+    assert report["n_missing"] == 1 and report["missing_genes"] == ["d"]
+    assert report["n_extra"] == 1 and report["extra_genes"] == ["x"]
+
+
+def test_align_genes_refuses_less_than_half_overlap():
+    data = np.ones((2, 3))
+    with pytest.raises(ValueError, match=r"only 1 of the model's 4 genes.*missing e\.g\. \['b', 'c', 'd'\]"):
+        align_genes(data, ["a", "y", "z"], ["a", "b", "c", "d"])
+
+
+def test_align_genes_refuses_duplicate_names():
+    with pytest.raises(ValueError, match="not unique"):
+        align_genes(np.ones((1, 2)), ["a", "a"], ["a"])
+
+
+def test_output_is_dense_float32_in_model_gene_order(untrained, counts):
+    out = impute_counts(untrained, counts, batch_size=32)
+    assert out.shape == counts.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    # the same cells with columns shuffled, then aligned, give the same answer
+    order = np.random.default_rng(1).permutation(counts.shape[1])
+    shuffled_names = [untrained.gene_names[i] for i in order]
+    aligned, report = align_genes(counts[:, order], shuffled_names, untrained.gene_names)
+    assert report["n_missing"] == 0
+    np.testing.assert_allclose(impute_counts(untrained, aligned, batch_size=32), out, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_size_does_not_change_the_result(untrained, counts):
+    np.testing.assert_allclose(
+        impute_counts(untrained, counts, batch_size=7), impute_counts(untrained, counts, batch_size=256), atol=1e-5
+    )
+
+
+def test_fill_only_zeros_keeps_observed_nonzeros(untrained, counts):
+    observed = lognorm(counts, size_factors(counts)).toarray()
+    full = impute_counts(untrained, counts)
+    kept = impute_counts(untrained, counts, fill_only_zeros=True)
+    nonzero = observed > 0
+    np.testing.assert_allclose(kept[nonzero], observed[nonzero], rtol=1e-6)
+    np.testing.assert_array_equal(kept[~nonzero], full[~nonzero])
+    assert not np.allclose(full[nonzero], observed[nonzero])
+
+
+def test_missing_genes_are_zero_input_and_get_filled(untrained, counts):
+    names = list(untrained.gene_names)
+    dropped = names[:5]
+    aligned, report = align_genes(counts[:, 5:], names[5:], untrained.gene_names)
+    assert report["missing_genes"] == dropped
+    assert aligned[:, :5].nnz == 0
+    out = impute_counts(untrained, aligned, fill_only_zeros=True)
+    assert np.isfinite(out[:, :5]).all() and (out[:, :5] > 0).all()
+
+
+def test_gene_count_mismatch_raises(untrained, counts):
+    with pytest.raises(ValueError, match="align_genes"):
+        impute_counts(untrained, counts[:, :10])

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from scgapfill.nn import gapfill_loss, loss_terms, masked_mae, masked_mse, ssim, total_variation
+from scgapfill.params import LossParams
+
+
+def as_grid(rows):
+    return torch.tensor(rows, dtype=torch.float32)[None, None]
+
+
+def test_total_variation_by_hand_on_3x3():
+    grid = as_grid([[0, 1, 3], [2, 2, 2], [5, 0, 1]])
+    # horizontal |diffs|: 1 2 / 0 0 / 5 1 = 9; vertical: 2 1 1 / 3 2 1 = 10; 12 pairs
+    assert total_variation(grid).item() == pytest.approx(19 / 12)
+
+
+def test_total_variation_skips_pairs_touching_padding():
+    grid = as_grid([[0, 1, 3], [2, 2, 2], [5, 0, 100]])
+    valid = as_grid([[1, 1, 1], [1, 1, 1], [1, 1, 0]]).bool()
+    # the (2,2) pixel is padding: drop |100-0| and |100-2|, and the pairs' count falls to 10
+    # remaining horizontal: 1 2 0 0 5 = 8; vertical: 2 1 1 3 2 = 9
+    assert total_variation(grid, valid).item() == pytest.approx(17 / 10)
+
+
+def test_total_variation_of_constant_grid_is_zero():
+    assert total_variation(torch.full((2, 1, 4, 4), 0.3)).item() == 0.0
+
+
+def test_masked_errors_by_hand():
+    pred = as_grid([[1.0, 2.0], [3.0, 4.0]])
+    target = as_grid([[0.0, 0.0], [0.0, 0.0]])
+    mask = as_grid([[1, 0], [0, 1]]).bool()
+    assert masked_mse(pred, target, mask).item() == pytest.approx((1 + 16) / 2)
+    assert masked_mae(pred, target, mask).item() == pytest.approx((1 + 4) / 2)
+
+
+def test_empty_mask_gives_zero_not_nan():
+    pred = torch.rand(1, 1, 4, 4)
+    empty = torch.zeros_like(pred, dtype=torch.bool)
+    assert masked_mse(pred, pred + 1, empty).item() == 0.0
+
+
+def _setup():
+    torch.manual_seed(0)
+    pred = torch.rand(2, 1, 4, 4)
+    target = torch.rand(2, 1, 4, 4)
+    hidden = torch.rand(2, 1, 4, 4) < 0.3
+    valid = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    valid[..., -1, -1] = False
+    return pred, target, hidden, valid
+
+
+def test_loss_ignores_unmasked_entries_when_unmasked_weight_is_zero():
+    pred, target, hidden, valid = _setup()
+    params = LossParams(alpha=1.0, beta=0.5, gamma=0.0, ssim=0.0, unmasked_weight=0.0)
+    before = gapfill_loss(pred, target, hidden, valid, params)
+    changed = torch.where(hidden, pred, torch.rand_like(pred) * 10)
+    assert not torch.equal(changed, pred)
+    assert torch.equal(gapfill_loss(changed, target, hidden, valid, params), before)
+
+
+def test_unmasked_weight_brings_visible_entries_in():
+    pred, target, hidden, valid = _setup()
+    params = LossParams(alpha=1.0, unmasked_weight=0.5)
+    changed = torch.where(hidden, pred, pred + 0.5)
+    assert gapfill_loss(changed, target, hidden, valid, params) > gapfill_loss(pred, target, hidden, valid, params)
+
+
+def test_loss_is_weighted_sum_of_terms():
+    pred, target, hidden, valid = _setup()
+    params = LossParams(alpha=2.0, beta=3.0, gamma=0.5, ssim=0.25, unmasked_weight=0.1)
+    terms = loss_terms(pred, target, hidden, valid, params)
+    expected = 2 * terms["mse"] + 3 * terms["mae"] + 0.5 * terms["tv"] + 0.25 * terms["ssim"]
+    assert terms["loss"].item() == pytest.approx(expected.item())
+    assert terms["tv"].item() == pytest.approx(total_variation(pred, valid).item())
+
+
+def test_ssim_of_identical_grids_is_one_and_loss_accepts_dicts():
+    pred, target, hidden, valid = _setup()
+    assert ssim(target, target, valid).item() == pytest.approx(1.0)
+    as_dict = {"alpha": 1, "beta": 0, "gamma": 0, "ssim": 1, "unmasked_weight": 0}
+    loss = gapfill_loss(pred, target, hidden, valid, as_dict)
+    assert torch.isfinite(loss)
+
+
+def test_loss_backpropagates():
+    pred, target, hidden, valid = _setup()
+    pred.requires_grad_(True)
+    gapfill_loss(pred, target, hidden, valid, LossParams(beta=1.0, gamma=0.1, ssim=0.1)).backward()
+    assert torch.isfinite(pred.grad).all()

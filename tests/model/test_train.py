@@ -1,0 +1,132 @@
+"""Training: runs on CPU, reproducible, round-trips through a file, never sees held-out values."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scgapfill import masks
+from scgapfill.impute import impute_counts
+from scgapfill.model_io import GapFillBundle
+from scgapfill.train.data import GeneScaler, neighbour_context
+from scgapfill.train.fit import fit_gapfill, split_cells
+
+
+@pytest.fixture(scope="module")
+def heldout(counts):
+    return masks.heldout_mask(counts, fraction=0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def masked(counts, heldout):
+    return masks.apply_mask(counts, heldout)
+
+
+@pytest.fixture(scope="module")
+def bundle(masked, layout, model_params, train_params):
+    return fit_gapfill(masked, layout, model_params, train_params)
+
+
+def assert_same_weights(a: GapFillBundle, b: GapFillBundle) -> None:
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for key in a.state_dict:
+        assert torch.equal(a.state_dict[key], b.state_dict[key]), key
+
+
+def test_training_runs_on_cpu_and_records_history(bundle, train_params, counts):
+    history = bundle.history
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss"]
+    assert history["epoch"].tolist() == list(range(train_params.max_epochs))
+    assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
+    # Three epochs of a 4-channel net: too short to demand a decrease, but the kept epoch is the best one.
+    assert history["val_loss"].min() <= history["val_loss"].iloc[0]
+    assert bundle.best_epoch == int(history["val_loss"].idxmin())
+    assert bundle.seconds_per_epoch > 0 and bundle.cells_per_s > 0
+    assert bundle.info["n_train_cells"] + bundle.info["n_val_cells"] == counts.shape[0]
+    assert all(t.device.type == "cpu" for t in bundle.state_dict.values())
+
+
+def test_same_seed_gives_identical_weights_and_imputation(bundle, masked, layout, model_params, train_params):
+    again = fit_gapfill(masked, layout, model_params, train_params)
+    assert_same_weights(bundle, again)
+    np.testing.assert_array_equal(impute_counts(bundle, masked), impute_counts(again, masked))
+
+
+def test_save_load_round_trip_gives_identical_imputation(bundle, masked, tmp_path):
+    path = bundle.save(tmp_path / "model" / "unet.pt")
+    assert [p.name for p in path.parent.iterdir()] == ["unet.pt"]  # no temporary file left behind
+    torch.load(path, weights_only=True)  # loadable without unpickling code
+    loaded = GapFillBundle.load(path)
+    assert_same_weights(bundle, loaded)
+    assert loaded.layout == bundle.layout and loaded.gene_names == bundle.gene_names
+    assert loaded.history.equals(bundle.history)
+    np.testing.assert_array_equal(impute_counts(loaded, masked), impute_counts(bundle, masked))
+
+
+def test_heldout_values_are_never_read(bundle, counts, heldout, masked, layout, model_params, train_params):
+    rows, cols, _ = masks.masked_values(counts, heldout)
+    altered = counts.tolil(copy=True)
+    altered[rows, cols] = np.asarray(counts[rows, cols]).ravel() * 7 + 3
+    altered = altered.tocsr()
+    assert not np.array_equal(altered.toarray(), counts.toarray())
+    masked_altered = masks.apply_mask(altered, heldout)
+    other = fit_gapfill(masked_altered, layout, model_params, train_params)
+    assert_same_weights(bundle, other)
+    np.testing.assert_array_equal(impute_counts(other, masked_altered), impute_counts(bundle, masked))
+
+
+def test_entry_points_take_only_the_matrix_they_may_see(masked, layout, model_params, train_params, bundle):
+    import anndata as ad
+
+    assert list(inspect.signature(fit_gapfill).parameters) == [
+        "counts_csr", "layout", "model_params", "train_params", "logger", "callbacks"
+    ]
+    assert list(inspect.signature(impute_counts).parameters) == [
+        "bundle", "counts_csr", "batch_size", "fill_only_zeros", "device"
+    ]
+    adata = ad.AnnData(masked)
+    with pytest.raises(TypeError, match="counts matrix"):
+        fit_gapfill(adata, layout, model_params, train_params)
+    with pytest.raises(TypeError, match="counts matrix"):
+        impute_counts(bundle, adata)
+
+
+def test_layout_must_fit_the_model_depth_and_genes(masked, layout, model_params, train_params):
+    with pytest.raises(ValueError, match="2\\*\\*model.depth=16"):
+        fit_gapfill(masked, layout, model_params.model_copy(update={"depth": 4}), train_params)
+    with pytest.raises(ValueError, match="genes"):
+        fit_gapfill(masked[:, :10], layout, model_params, train_params)
+
+
+def test_neighbour_context_excludes_the_cell_itself():
+    X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [5.0, 5.0, 5.0]]))
+    ctx = neighbour_context(X, k=2, n_pcs=2, seed=0)
+    dense = X.toarray()
+    for i in range(3):
+        np.testing.assert_allclose(ctx[i], np.delete(dense, i, axis=0).mean(axis=0), rtol=1e-6)
+
+
+def test_neighbour_context_excludes_self_among_duplicates():
+    X = np.array([[1.0, 1.0], [1.0, 1.0], [9.0, 0.0], [9.0, 0.5]])
+    ctx = neighbour_context(X, k=1, n_pcs=1, seed=0)
+    np.testing.assert_allclose(ctx[:2], X[:2])  # the twin, not itself (same values either way) ...
+    np.testing.assert_allclose(ctx[2], X[3])  # ... and never itself where values differ
+    np.testing.assert_allclose(ctx[3], X[2])
+
+
+def test_gene_scaler_uses_only_the_given_cells_and_round_trips(counts):
+    train, _ = split_cells(counts.shape[0], 0.2, 0)
+    lognormed = np.log1p(counts.toarray())
+    scaler = GeneScaler.fit(sp.csr_matrix(lognormed[train]))
+    np.testing.assert_allclose(scaler.scale, np.where(lognormed[train].max(0) > 0, lognormed[train].max(0), 1.0))
+    scaled = scaler.transform(sp.csr_matrix(lognormed))
+    assert scaled.min() >= 0 and scaled.max() <= 1
+    np.testing.assert_allclose(scaler.inverse(scaler.transform(lognormed[train])), lognormed[train], rtol=1e-5)
+    again = GeneScaler.from_dict(scaler.to_dict())
+    np.testing.assert_array_equal(again.scale, scaler.scale)
+    q = GeneScaler.fit(lognormed[train], quantile=0.9)
+    assert np.all(q.scale <= scaler.scale)

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from scgapfill.nn import UNet, input_channels, network_input
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_output_shape_for_each_depth(depth):
+    side = 2**depth
+    net = UNet(in_channels=3, base_channels=4, depth=depth).eval()
+    x = torch.rand(5, 3, 2 * side, 3 * side)
+    assert net(x).shape == (5, 1, 2 * side, 3 * side)
+
+
+def test_output_lies_in_unit_interval_even_for_extreme_inputs():
+    torch.manual_seed(0)
+    net = UNet(in_channels=2, base_channels=4, depth=2).eval()
+    out = net(torch.randn(4, 2, 8, 8) * 100)
+    assert torch.all(out >= 0) and torch.all(out <= 1)
+
+
+def test_grid_not_divisible_by_two_to_the_depth_raises():
+    net = UNet(in_channels=2, base_channels=4, depth=2)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        net(torch.rand(1, 2, 8, 10))
+
+
+def test_wrong_channel_count_raises():
+    with pytest.raises(ValueError, match=r"\(n, 3, H, W\)"):
+        UNet(in_channels=3, base_channels=4, depth=1)(torch.rand(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("kwargs", [{"depth": 0}, {"base_channels": 0}, {"dropout": 1.0}])
+def test_invalid_constructor_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        UNet(in_channels=2, **kwargs)
+
+
+def test_training_masked_entry_looks_like_an_inference_zero():
+    values = torch.tensor([[[[0.5, 0.0], [0.3, 0.7]]]])
+    hidden = torch.tensor([[[[True, False], [False, False]]]])
+    as_training = network_input(values, hidden)
+    as_inference = network_input(values.masked_fill(hidden, 0.0))
+    assert torch.equal(as_training, as_inference)
+    assert as_training[0, 1].tolist() == [[0.0, 0.0], [1.0, 1.0]]
+
+
+def test_context_adds_one_channel():
+    values = torch.rand(2, 1, 4, 4)
+    assert network_input(values, None, torch.rand(2, 1, 4, 4)).shape[1] == input_channels(True) == 3
+    assert network_input(values).shape[1] == input_channels(False) == 2
