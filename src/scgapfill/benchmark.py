@@ -79,16 +79,34 @@ def _baseline(name: str, parameters: dict) -> Callable:
     return run
 
 
-def run_benchmark(parameters: dict, on_result: Callable[[dict], None] | None = None) -> pd.DataFrame:
-    """One row per data set x method x mask seed with every metric and the seconds taken."""
+def method_runners(parameters: dict) -> dict[str, Callable]:
+    """The methods named by ``benchmark.methods`` that can run here, as ``run(masked, mcv_train, genes)``."""
+    bench = parse("benchmark", parameters.get("benchmark", {}))
+    available = set(available_baselines()) | {MODEL}
+    for skipped in sorted(set(bench.methods) - available):
+        log.warning("benchmark: method %s is not available here and is skipped", skipped)
+    return {
+        m: unet_method(parameters) if m == MODEL else _baseline(m, parameters)
+        for m in bench.methods
+        if m in available
+    }
+
+
+def run_benchmark(
+    parameters: dict,
+    on_result: Callable[[dict], None] | None = None,
+    methods: dict[str, Callable] | None = None,
+) -> pd.DataFrame:
+    """One row per data set x method x mask seed with every metric and the seconds taken.
+
+    ``methods`` maps names to ``run(masked, mcv_train, genes) -> (imputed, denoised)``;
+    by default the ones ``benchmark.methods`` names (see :func:`method_runners`).
+    """
     bench = parse("benchmark", parameters.get("benchmark", {}))
     heldout = parse("heldout", parameters.get("heldout", {}))
     mcv = parse("mcv", parameters.get("mcv", {}))
     evaluation = parse("evaluation", parameters.get("evaluation", {}))
-    available = set(available_baselines()) | {MODEL}
-    methods = [m for m in bench.methods if m in available]
-    for skipped in sorted(set(bench.methods) - set(methods)):
-        log.warning("benchmark: method %s is not available here and is skipped", skipped)
+    methods = method_runners(parameters) if methods is None else methods
     rows = []
     for dataset in bench.datasets:
         processed = prepare_dataset(dataset, parameters)
@@ -100,8 +118,7 @@ def run_benchmark(parameters: dict, on_result: Callable[[dict], None] | None = N
             masked = masks.apply_mask(counts, mask)
             train, test = masks.mcv_split(masked, mcv.train_fraction, mcv.seed + offset)
             data = build_evaluation_data(processed, mask, train, test, seed=evaluation.seed)
-            for method in methods:
-                run = unet_method(parameters) if method == MODEL else _baseline(method, parameters)
+            for method, run in methods.items():
                 start = time.perf_counter()
                 imputed, denoised = run(masked, train, genes)
                 seconds = time.perf_counter() - start

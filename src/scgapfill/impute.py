@@ -139,6 +139,7 @@ def impute_counts(
                 int(bundle.model_params["context_k"]),
                 int(bundle.model_params["context_n_pcs"]),
                 int(bundle.train_params["seed"]),
+                int(bundle.model_params.get("context_steps", 1)),
             )
         )
     if device is None:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Params(BaseModel):
     # Unknown keys are typos more often than not: refuse them.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _name_list(value: Any) -> Any:
+    """Kedro's ``--params`` splits on commas, so lists come from the command line as ``a+b+c``."""
+    if isinstance(value, str):
+        return [item for item in value.replace("+", " ").split() if item]
+    return value
 
 
 class SimulationParams(_Params):
@@ -24,8 +31,8 @@ class SimulationParams(_Params):
     seed: int = 0
     mean_shape: float = Field(0.6, gt=0)
     mean_rate: float = Field(0.3, gt=0)
-    lib_loc: float = 8.0
-    lib_scale: float = Field(0.3, ge=0)
+    lib_loc: float = 7.2
+    lib_scale: float = Field(0.2, ge=0)
     de_prob: float = Field(0.1, ge=0, le=1)
     de_down_prob: float = Field(0.3, ge=0, le=1)
     de_loc: float = 0.5
@@ -92,6 +99,7 @@ class ModelParams(_Params):
     context_channel: bool = True
     context_k: int = Field(15, ge=1)
     context_n_pcs: int = Field(30, ge=2)
+    context_steps: int = Field(1, ge=1, le=10)
     # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
     uri: str = ""
 
@@ -141,11 +149,15 @@ class BaselinesParams(_Params):
     methods: list[str] = ["none", "gene_mean", "knn", "magic", "alra"]
     knn_k: int = Field(15, ge=1)
 
+    _split_methods = field_validator("methods", mode="before")(_name_list)
+
 
 class BenchmarkParams(_Params):
     datasets: list[str] = ["pbmc68k_reduced", "simulated"]
     methods: list[str] = ["none", "gene_mean", "knn", "magic", "alra", "unet"]
     n_seeds: int = Field(3, ge=1)
+
+    _split_lists = field_validator("datasets", "methods", mode="before")(_name_list)
 
 
 SECTIONS: dict[str, type[_Params]] = {

@@ -106,7 +106,9 @@ class GeneScaler:
         return cls(payload["scale"], payload.get("quantile", 1.0))
 
 
-def neighbour_context(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -> np.ndarray:
+def neighbour_context(
+    lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, steps: int = 1
+) -> np.ndarray:
     """Mean log-normalised profile of each cell's ``k`` nearest neighbours, the cell itself excluded.
 
     Parameters
@@ -120,6 +122,10 @@ def neighbour_context(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0)
         PCA components used to find neighbours; reduced to fit the matrix.
     seed
         Seed of the PCA solver.
+    steps
+        Random-walk steps on the kNN graph (MAGIC-like diffusion). ``1`` is the plain
+        neighbour mean; for more steps the walks that return to the cell are removed
+        and the rows renormalised, so the cell's own values still never come back.
 
     Returns
     -------
@@ -158,7 +164,15 @@ def neighbour_context(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0)
     weights = sp.csr_matrix(
         (np.full(n_cells * k, 1.0 / k), (np.repeat(rows, k), picked.ravel())), shape=(n_cells, n_cells)
     )
-    context = weights @ X
+    if steps < 1:
+        raise ValueError(f"model.context_steps must be >= 1, got {steps}")
+    walk = weights
+    for _ in range(steps - 1):
+        walk = walk @ weights
+        walk.setdiag(0.0)
+        walk.eliminate_zeros()
+        walk = sp.csr_matrix(sp.diags(1.0 / np.asarray(walk.sum(axis=1)).ravel()) @ walk)
+    context = walk @ X
     return np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float32)
 
 

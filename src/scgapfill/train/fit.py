@@ -195,7 +195,10 @@ def fit_gapfill(
     context = None
     if model_params.context_channel:
         context = scaler.transform(
-            neighbour_context(values, model_params.context_k, model_params.context_n_pcs, train_params.seed)
+            neighbour_context(
+                values, model_params.context_k, model_params.context_n_pcs, train_params.seed,
+                model_params.context_steps,
+            )
         )
 
     L.seed_everything(train_params.seed, workers=True, verbose=False)

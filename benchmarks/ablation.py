@@ -1,0 +1,110 @@
+"""Ablations of the U-Net: each named configuration changes a few parameters of the defaults.
+
+    python benchmarks/ablation.py --configs default layout_given layout_random --seeds 3
+
+prints one table per data set (mean ± sd over mask seeds) with the machine, the data size and the
+seconds per configuration, and writes the raw rows to --out (CSV). The defaults in
+conf/base/parameters_*.yml are the base; a configuration overrides nested keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from scgapfill.benchmark import run_benchmark, summarise, unet_method
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> overrides of the base parameters (nested dicts)
+CONFIGS: dict[str, dict] = {
+    "default": {},
+    "layout_given": {"layout": {"strategy": "given"}},
+    "layout_random": {"layout": {"strategy": "random"}},
+    "layout_correlation": {"layout": {"strategy": "correlation"}},
+    "context_off": {"model": {"context_channel": False}},
+    "context_on": {"model": {"context_channel": True}},
+    "mask_uniform": {"train": {"training_mask": {"mode": "uniform"}}},
+    "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
+    "loss_mse": {"train": {"loss": {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}}},
+    "loss_mse_mae": {"train": {"loss": {"alpha": 1.0, "beta": 0.5, "gamma": 0.0}}},
+    "loss_mse_tv": {"train": {"loss": {"alpha": 1.0, "beta": 0.0, "gamma": 0.05}}},
+    "loss_mse_ssim": {"train": {"loss": {"alpha": 1.0, "beta": 0.0, "gamma": 0.0, "ssim": 0.1}}},
+    "fill_all": {"impute": {"fill_only_zeros": False}},
+    "fill_only_zeros": {"impute": {"fill_only_zeros": True}},
+    "unmasked_0.1": {"train": {"loss": {"unmasked_weight": 0.1}}},
+    "base32": {"model": {"base_channels": 32}},
+    "context_k30": {"model": {"context_k": 30}},
+    "context_steps2": {"model": {"context_steps": 2}},
+    "context_steps3": {"model": {"context_steps": 3}},
+    "fz_steps3": {"model": {"context_steps": 3}, "impute": {"fill_only_zeros": True}},
+    "fz_unmasked": {"train": {"loss": {"unmasked_weight": 0.1}}, "impute": {"fill_only_zeros": True}},
+}
+
+
+def base_parameters() -> dict:
+    params: dict = {}
+    for path in sorted((ROOT / "conf" / "base").glob("parameters*.yml")):
+        params.update(yaml.safe_load(path.read_text()) or {})
+    return params
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))
+    parser.add_argument("--datasets", nargs="+", default=["pbmc68k_reduced", "simulated"])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default="ablation_runs.csv")
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every config: train.max_epochs=5")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    base = base_parameters()
+    for item in args.set:
+        key, value = item.split("=", 1)
+        node = {}
+        cursor = node
+        parts = key.split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = yaml.safe_load(value)
+        base = merge(base, node)
+    base["train"] = {**base.get("train", {}), "enable_progress_bar": False}
+    base["benchmark"] = {"datasets": args.datasets, "methods": [], "n_seeds": args.seeds}
+    methods = {name: unet_method(merge(base, CONFIGS[name])) for name in args.configs}
+
+    start = time.perf_counter()
+    runs = run_benchmark(base, methods=methods,
+                         on_result=lambda r: print(f"  {r['dataset']:>16} {r['method']:>18} seed {r['seed']}: "
+                                                   f"held-out r {r['heldout_pearson']:.4f} "
+                                                   f"truth rmse {r.get('truth_rmse', float('nan')):.4f} "
+                                                   f"ARI {r.get('ari_after', float('nan')):.3f} "
+                                                   f"({r['seconds']:.0f} s)", flush=True))
+    runs.to_csv(args.out, index=False)
+    _, markdown = summarise(runs)
+    import torch
+
+    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"device {'cuda' if torch.cuda.is_available() else 'cpu'}; python {sys.version.split()[0]}")
+    print(f"total {time.perf_counter() - start:.0f} s; rows in {args.out}\n")
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
