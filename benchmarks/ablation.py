@@ -46,7 +46,12 @@ CONFIGS: dict[str, dict] = {
     "context_k30": {"model": {"context_k": 30}},
     "context_steps2": {"model": {"context_steps": 2}},
     "context_steps3": {"model": {"context_steps": 3}},
+    "fz_steps2": {"model": {"context_steps": 2}, "impute": {"fill_only_zeros": True}},
     "fz_steps3": {"model": {"context_steps": 3}, "impute": {"fill_only_zeros": True}},
+    "fz_steps2_poisson": {"model": {"context_steps": 2}, "impute": {"fill_only_zeros": True},
+                          "train": {"loss": {"alpha": 0.0, "poisson": 1.0}}},
+    "fz_steps2_mse_poisson": {"model": {"context_steps": 2}, "impute": {"fill_only_zeros": True},
+                              "train": {"loss": {"alpha": 1.0, "poisson": 1.0}}},
     "fz_unmasked": {"train": {"loss": {"unmasked_weight": 0.1}}, "impute": {"fill_only_zeros": True}},
 }
 

@@ -109,6 +109,8 @@ class LossParams(_Params):
     beta: float = Field(0.0, ge=0)
     gamma: float = Field(0.0, ge=0)
     ssim: float = Field(0.0, ge=0)
+    # Poisson likelihood of the hidden counts (expected count = rate x size factor): an extra term.
+    poisson: float = Field(0.0, ge=0)
     unmasked_weight: float = Field(0.0, ge=0)
 
 

@@ -34,8 +34,30 @@ def _requirements() -> list[str]:
     ]
 
 
-def log_gapfill_model(bundle: Any, register: bool = True) -> dict:
-    """Log the bundle as an MLflow pyfunc model in the active run (and register it); returns its URIs."""
+def model_signature(gene_names: list[str]) -> Any:
+    """The pyfunc model's signature: raw counts per gene in, imputed values per gene out.
+
+    Every model gene is an optional ``double`` column, so MLflow's schema enforcement
+    puts the columns in the model's order, drops genes the model does not know and lets
+    missing ones through (``predict`` treats them as unobserved zeros). ``fill_only_zeros``
+    is declared as a parameter: MLflow passes only declared parameters to ``predict``.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), str(gene), required=False) for gene in gene_names]),
+        outputs=Schema([ColSpec("float", str(gene)) for gene in gene_names]),
+        params=ParamSchema([ParamSpec("fill_only_zeros", "boolean", False)]),
+    )
+
+
+def log_gapfill_model(bundle: Any, register: bool = True, input_example: Any = None) -> dict:
+    """Log the bundle as an MLflow pyfunc model in the active run (and register it); returns its URIs.
+
+    ``input_example`` (a few cells x genes of raw counts, a DataFrame) is stored with the
+    model and MLflow checks at logging time that the logged model loads and predicts on it.
+    """
     import mlflow
 
     if mlflow.active_run() is None:
@@ -49,6 +71,8 @@ def log_gapfill_model(bundle: Any, register: bool = True) -> dict:
             name="model",
             python_model=str(code),
             artifacts={"bundle": str(path)},
+            signature=model_signature(bundle.gene_names),
+            input_example=input_example,
             pip_requirements=_requirements(),
             registered_model_name=REGISTERED_MODEL_NAME if register else None,
         )

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -89,3 +90,31 @@ def test_loss_backpropagates():
     pred.requires_grad_(True)
     gapfill_loss(pred, target, hidden, valid, LossParams(beta=1.0, gamma=0.1, ssim=0.1)).backward()
     assert torch.isfinite(pred.grad).all()
+
+
+def test_poisson_term_is_minimised_by_the_expected_count():
+    from scgapfill.nn.losses import masked_poisson_nll
+
+    counts = torch.tensor([0.0, 0.0, 1.0, 3.0]).view(1, 1, 2, 2)
+    mask = torch.ones_like(counts, dtype=torch.bool)
+    candidates = torch.linspace(0.2, 3.0, 281)
+    losses = [masked_poisson_nll(torch.full_like(counts, float(mu)), counts, mask).item() for mu in candidates]
+    assert candidates[int(np.argmin(losses))].item() == pytest.approx(counts.mean().item(), abs=0.011)
+    # hand-computed at mu = 1: mean(1 - c*log(1)) = 1
+    assert masked_poisson_nll(torch.ones_like(counts), counts, mask).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_poisson_weight_adds_the_term_and_needs_a_count_map():
+    pred = torch.full((1, 1, 2, 2), 0.5)
+    target = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2)
+    mask = torch.ones_like(pred, dtype=torch.bool)
+    params = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, "ssim": 0.0, "poisson": 1.0, "unmasked_weight": 0.0}
+
+    def to_counts(grid):
+        return torch.expm1(grid * 4.0) * 500 / 1e4
+
+    terms = loss_terms(pred, target, mask, mask, params, to_counts)
+    mu, c = to_counts(pred), to_counts(target).round()
+    assert terms["loss"].item() == pytest.approx((mu - c * torch.log(mu + 1e-6)).mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="to_counts"):
+        loss_terms(pred, target, mask, mask, params)

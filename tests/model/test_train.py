@@ -130,3 +130,20 @@ def test_gene_scaler_uses_only_the_given_cells_and_round_trips(counts):
     np.testing.assert_array_equal(again.scale, scaler.scale)
     q = GeneScaler.fit(lognormed[train], quantile=0.9)
     assert np.all(q.scale <= scaler.scale)
+
+
+def test_diffused_context_never_returns_the_cells_own_values():
+    # Each cell carries a marker gene nobody else has; PCA ignores it (tiny variance next to the rest).
+    rng = np.random.default_rng(0)
+    base = rng.poisson(3.0, size=(40, 20)).astype(float) * 10
+    markers = np.eye(40) * 1e-3
+    X = np.hstack([base, markers])
+    for steps in (1, 2, 3):
+        ctx = neighbour_context(X, k=5, n_pcs=5, seed=0, steps=steps)
+        own = ctx[np.arange(40), 20 + np.arange(40)]
+        assert np.all(own == 0), f"steps={steps}: a cell's own marker came back through the context"
+        np.testing.assert_allclose(ctx.sum(axis=1), X[:, :20].sum(axis=1).mean(), rtol=0.5)
+    wider = neighbour_context(X, k=5, n_pcs=5, seed=0, steps=3)[:, 20:]
+    assert (wider > 0).sum(axis=1).mean() > (neighbour_context(X, k=5, n_pcs=5, seed=0)[:, 20:] > 0).sum(axis=1).mean()
+    with pytest.raises(ValueError, match="context_steps"):
+        neighbour_context(X, k=5, n_pcs=5, steps=0)

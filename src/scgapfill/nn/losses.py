@@ -29,6 +29,16 @@ def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return _weighted_mean((pred - target).abs(), weight)
 
 
+def masked_poisson_nll(rate_pred: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Poisson negative log-likelihood ``mu - c*log(mu)`` over the masked entries (0 if there are none).
+
+    Its minimiser is ``mu = E[c]``: the expected count, not the expected log value, so the
+    network's estimate of a gene's level does not sink in shallow cells, where zeros are common.
+    """
+    weight = mask.expand_as(rate_pred).to(rate_pred.dtype)
+    return _weighted_mean(rate_pred - counts * torch.log(rate_pred + 1e-6), weight)
+
+
 def total_variation(grid: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute difference of horizontally and vertically adjacent pixels.
 
@@ -79,8 +89,15 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = 
     return score.mean()
 
 
+# Terms added after the first release: bundles saved before them lack the key.
+_LATER_TERMS = {"poisson": 0.0}
+
+
 def _weight(loss_params: Any, name: str) -> float:
-    value = loss_params[name] if isinstance(loss_params, dict) else getattr(loss_params, name)
+    if isinstance(loss_params, dict):
+        value = loss_params[name] if name not in _LATER_TERMS else loss_params.get(name, _LATER_TERMS[name])
+    else:
+        value = getattr(loss_params, name)
     return float(value)
 
 
@@ -90,6 +107,7 @@ def loss_terms(
     train_mask: torch.Tensor,
     valid: torch.Tensor,
     loss_params: Any,
+    to_counts: Any = None,
 ) -> dict[str, torch.Tensor]:
     """Every term of :func:`gapfill_loss` and their weighted sum under ``"loss"``.
 
@@ -103,7 +121,9 @@ def loss_terms(
         Boolean, true where a pixel holds a gene.
     loss_params
         :class:`scgapfill.params.LossParams` or a dict with ``alpha``, ``beta``,
-        ``gamma``, ``ssim``, ``unmasked_weight``.
+        ``gamma``, ``ssim``, ``poisson``, ``unmasked_weight``.
+    to_counts
+        Maps a scaled grid to expected counts (needed when ``poisson`` > 0).
     """
     # Losses in float32 even under bf16 autocast: small differences matter here.
     pred, target = pred.float(), target.float()
@@ -112,14 +132,26 @@ def loss_terms(
     visible = valid & ~hidden
     alpha, beta, gamma = (_weight(loss_params, k) for k in ("alpha", "beta", "gamma"))
     ssim_weight, unmasked = _weight(loss_params, "ssim"), _weight(loss_params, "unmasked_weight")
+    poisson = _weight(loss_params, "poisson")
     zero = pred.new_zeros(())
+    if poisson and to_counts is None:
+        raise ValueError("the poisson loss term needs to_counts (size factors and gene scales)")
     terms = {
         "mse": masked_mse(pred, target, hidden) + (unmasked * masked_mse(pred, target, visible) if unmasked else zero),
         "mae": masked_mae(pred, target, hidden) + (unmasked * masked_mae(pred, target, visible) if unmasked else zero),
         "tv": total_variation(pred, valid) if gamma else zero,
         "ssim": 1.0 - ssim(pred, target, valid) if ssim_weight else zero,
+        "poisson": zero,
     }
-    terms["loss"] = alpha * terms["mse"] + beta * terms["mae"] + gamma * terms["tv"] + ssim_weight * terms["ssim"]
+    if poisson:
+        mu, counts = to_counts(pred), to_counts(target).round()
+        terms["poisson"] = masked_poisson_nll(mu, counts, hidden) + (
+            unmasked * masked_poisson_nll(mu, counts, visible) if unmasked else zero
+        )
+    terms["loss"] = (
+        alpha * terms["mse"] + beta * terms["mae"] + gamma * terms["tv"] + ssim_weight * terms["ssim"]
+        + poisson * terms["poisson"]
+    )
     return terms
 
 
@@ -129,11 +161,12 @@ def gapfill_loss(
     train_mask: torch.Tensor,
     valid: torch.Tensor,
     loss_params: Any,
+    to_counts: Any = None,
 ) -> torch.Tensor:
-    """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM)``.
+    """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM) + poisson*PoissonNLL``.
 
     MSE and MAE are taken over the training-masked entries, plus
     ``unmasked_weight`` times the same over the visible valid entries. See
     :func:`loss_terms` for the parameters.
     """
-    return loss_terms(pred, target, train_mask, valid, loss_params)["loss"]
+    return loss_terms(pred, target, train_mask, valid, loss_params, to_counts)["loss"]

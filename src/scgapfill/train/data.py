@@ -187,8 +187,15 @@ class CellDataset(Dataset):
     Densification happens in :class:`GridCollate`, one batch at a time.
     """
 
-    def __init__(self, values: sp.csr_matrix, context: np.ndarray | None = None, cells: Any = None) -> None:
+    def __init__(
+        self,
+        values: sp.csr_matrix,
+        context: np.ndarray | None = None,
+        cells: Any = None,
+        size_factors: np.ndarray | None = None,
+    ) -> None:
         self.values = sp.csr_matrix(values, dtype=np.float32)
+        self.size_factors = None if size_factors is None else np.asarray(size_factors, dtype=np.float32)
         self.context = None if context is None else np.asarray(context, dtype=np.float32)
         if self.context is not None and self.context.shape != self.values.shape:
             raise ValueError(f"context shape {self.context.shape} differs from values shape {self.values.shape}")
@@ -201,7 +208,8 @@ class CellDataset(Dataset):
         cell = int(self.cells[item])
         start, end = self.values.indptr[cell], self.values.indptr[cell + 1]
         context = None if self.context is None else self.context[cell]
-        return self.values.indices[start:end], self.values.data[start:end], context
+        size_factor = None if self.size_factors is None else self.size_factors[cell]
+        return self.values.indices[start:end], self.values.data[start:end], context, size_factor
 
 
 class GridCollate:
@@ -214,9 +222,11 @@ class GridCollate:
 
     def __call__(self, items: list[tuple]) -> dict[str, torch.Tensor]:
         dense = np.zeros((len(items), self.n_genes), dtype=np.float32)
-        for row, (columns, data, _) in enumerate(items):
+        for row, (columns, data, *_) in enumerate(items):
             dense[row, columns] = data
         batch = {"values": torch.from_numpy(to_grid(dense, self.layout)), "valid": self.valid}
         if items and items[0][2] is not None:
             batch["context"] = torch.from_numpy(to_grid(np.stack([item[2] for item in items]), self.layout))
+        if items and len(items[0]) > 3 and items[0][3] is not None:
+            batch["size_factor"] = torch.tensor([item[3] for item in items], dtype=torch.float32).view(-1, 1, 1, 1)
         return batch

@@ -31,7 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from ..layout import validate_layout
+from ..layout import to_grid, validate_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
 from ..params import ModelParams, TrainParams, parse
@@ -110,12 +110,13 @@ def _loaders(
     train_cells: np.ndarray,
     val_cells: np.ndarray,
     train_params: TrainParams,
+    size_factors: np.ndarray | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     collate = GridCollate(layout)
     workers = dict(num_workers=train_params.num_workers, persistent_workers=train_params.num_workers > 0)
     pin = uses_cuda(train_params.accelerator)
     train = DataLoader(
-        CellDataset(scaled, context, train_cells),
+        CellDataset(scaled, context, train_cells, size_factors),
         batch_size=train_params.batch_size,
         shuffle=True,
         collate_fn=collate,
@@ -123,7 +124,7 @@ def _loaders(
         **workers,
     )
     val = DataLoader(
-        CellDataset(scaled, context, val_cells),
+        CellDataset(scaled, context, val_cells, size_factors),
         batch_size=train_params.batch_size,
         shuffle=False,
         collate_fn=collate,
@@ -188,7 +189,8 @@ def fit_gapfill(
             f"recompute the layout with divisor={divisor} or lower model.depth"
         )
 
-    values = lognorm(counts, size_factors(counts))
+    cell_sizes = size_factors(counts)
+    values = lognorm(counts, cell_sizes)
     train_cells, val_cells = split_cells(counts.shape[0], train_params.val_fraction, train_params.seed)
     scaler = GeneScaler.fit(values[train_cells])
     scaled = scaler.transform(values)
@@ -202,8 +204,10 @@ def fit_gapfill(
         )
 
     L.seed_everything(train_params.seed, workers=True, verbose=False)
-    module = GapFillModule(model_params.model_dump(), train_params.model_dump())
-    train_loader, val_loader = _loaders(scaled, context, layout, train_cells, val_cells, train_params)
+    gene_scale = to_grid(scaler.scale[None, :].astype(np.float32), layout)
+    gene_scale[gene_scale == 0] = 1.0  # padding pixels
+    module = GapFillModule(model_params.model_dump(), train_params.model_dump(), torch.from_numpy(gene_scale))
+    train_loader, val_loader = _loaders(scaled, context, layout, train_cells, val_cells, train_params, cell_sizes)
     precision = resolve_precision(train_params)
     cuda = uses_cuda(train_params.accelerator)
     deterministic_before = (

@@ -34,9 +34,9 @@ class GapFillModule(L.LightningModule):
     validation epoch, so ``val_loss`` is comparable across epochs.
     """
 
-    def __init__(self, model_params: dict, train_params: dict) -> None:
+    def __init__(self, model_params: dict, train_params: dict, gene_scale: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["gene_scale"])
         self.model_params = dict(model_params)
         self.train_params = dict(train_params)
         self.use_context = bool(self.model_params["context_channel"])
@@ -46,6 +46,8 @@ class GapFillModule(L.LightningModule):
             depth=int(self.model_params["depth"]),
             dropout=float(self.model_params["dropout"]),
         )
+        # (1, 1, H, W) per-gene scale of the sigmoid output, for the Poisson term; not part of the weights.
+        self.register_buffer("gene_scale", gene_scale if gene_scale is not None else torch.ones(()), persistent=False)
         # Generators live on the batch's device and are made lazily (a CPU generator
         # cannot draw CUDA tensors; a torch.Generator cannot be pickled for ddp_spawn).
         self._train_generator: torch.Generator | None = None
@@ -71,7 +73,15 @@ class GapFillModule(L.LightningModule):
             generator=generator,
         )
         pred = self(values, hidden, batch.get("context") if self.use_context else None)
-        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"])
+        to_counts = None
+        if "size_factor" in batch:
+            size_factor = batch["size_factor"]
+
+            def to_counts(grid: torch.Tensor) -> torch.Tensor:
+                # scaled value -> log1p(count / sf * 1e4) -> expected count
+                return torch.expm1(grid.float() * self.gene_scale) * size_factor / 1e4
+
+        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"], to_counts)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self._train_generator is None:

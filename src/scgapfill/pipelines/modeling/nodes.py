@@ -85,8 +85,24 @@ def denoise_mcv_train(gapfill_model, mcv_train: ad.AnnData, impute: dict) -> ad.
     return ad.AnnData(X=values.astype(np.float32), obs=mcv_train.obs[[]].copy(), var=mcv_train.var[[]].copy())
 
 
-def log_model(gapfill_model) -> dict:
-    """Log and register the model in the active MLflow run (a no-op without one)."""
+# Cells of the masked counts stored with the MLflow model as its input example: enough for
+# the neighbour-context channel (model.context_k neighbours are looked up among them).
+INPUT_EXAMPLE_CELLS = 20
+
+
+def log_model(gapfill_model, masked: ad.AnnData) -> dict:
+    """Log and register the model in the active MLflow run (a no-op without one).
+
+    The first cells of the masked counts are the model's input example, so MLflow
+    checks at logging time that the logged model loads and predicts.
+    """
+    import pandas as pd
+
     from scgapfill.tracking import log_gapfill_model
 
-    return log_gapfill_model(gapfill_model)
+    _check_genes(masked, gapfill_model.layout)
+    cells = masked[:INPUT_EXAMPLE_CELLS]
+    example = pd.DataFrame(
+        sp.csr_matrix(cells.layers["counts"]).toarray(), index=cells.obs_names, columns=cells.var_names
+    )
+    return log_gapfill_model(gapfill_model, input_example=example)

@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 denoise_mcv_train, ["gapfill_model", "mcv_train", "params:impute"], "imputed_mcv",
                 name="denoise_mcv_node",
             ),
-            Node(log_model, "gapfill_model", "mlflow_model_info", name="log_model_node"),
+            Node(log_model, ["gapfill_model", "masked"], "mlflow_model_info", name="log_model_node"),
         ],
         tags="modeling",
     )
