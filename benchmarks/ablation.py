@@ -28,31 +28,23 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> overrides of the base parameters (nested dicts)
 CONFIGS: dict[str, dict] = {
     "default": {},
+    # gene layout (default: correlation)
     "layout_given": {"layout": {"strategy": "given"}},
     "layout_random": {"layout": {"strategy": "random"}},
-    "layout_correlation": {"layout": {"strategy": "correlation"}},
+    # neighbour context (default: on, 2 diffusion steps)
     "context_off": {"model": {"context_channel": False}},
-    "context_on": {"model": {"context_channel": True}},
-    "mask_uniform": {"train": {"training_mask": {"mode": "uniform"}}},
-    "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
-    "loss_mse": {"train": {"loss": {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}}},
-    "loss_mse_mae": {"train": {"loss": {"alpha": 1.0, "beta": 0.5, "gamma": 0.0}}},
-    "loss_mse_tv": {"train": {"loss": {"alpha": 1.0, "beta": 0.0, "gamma": 0.05}}},
-    "loss_mse_ssim": {"train": {"loss": {"alpha": 1.0, "beta": 0.0, "gamma": 0.0, "ssim": 0.1}}},
-    "fill_all": {"impute": {"fill_only_zeros": False}},
-    "fill_only_zeros": {"impute": {"fill_only_zeros": True}},
-    "unmasked_0.1": {"train": {"loss": {"unmasked_weight": 0.1}}},
-    "base32": {"model": {"base_channels": 32}},
-    "context_k30": {"model": {"context_k": 30}},
-    "context_steps2": {"model": {"context_steps": 2}},
+    "context_steps1": {"model": {"context_steps": 1}},
     "context_steps3": {"model": {"context_steps": 3}},
-    "fz_steps2": {"model": {"context_steps": 2}, "impute": {"fill_only_zeros": True}},
-    "fz_steps3": {"model": {"context_steps": 3}, "impute": {"fill_only_zeros": True}},
-    "fz_steps2_poisson": {"model": {"context_steps": 2}, "impute": {"fill_only_zeros": True},
-                          "train": {"loss": {"alpha": 0.0, "poisson": 1.0}}},
-    "fz_steps2_mse_poisson": {"model": {"context_steps": 2}, "impute": {"fill_only_zeros": True},
-                              "train": {"loss": {"alpha": 1.0, "poisson": 1.0}}},
-    "fz_unmasked": {"train": {"loss": {"unmasked_weight": 0.1}}, "impute": {"fill_only_zeros": True}},
+    "context_residual": {"model": {"context_residual": True}},
+    # training masks (default: uniform)
+    "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
+    # loss terms (default: Poisson alone)
+    "loss_mse": {"train": {"loss": {"alpha": 1.0, "poisson": 0.0}}},
+    "loss_mse_poisson": {"train": {"loss": {"alpha": 1.0, "poisson": 1.0}}},
+    "loss_poisson_tv": {"train": {"loss": {"gamma": 0.05}}},
+    "loss_poisson_mae": {"train": {"loss": {"beta": 0.5}}},
+    # output (default: observed counts kept, zeros filled)
+    "fill_all": {"impute": {"fill_only_zeros": False}},
 }
 
 

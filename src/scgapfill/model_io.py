@@ -61,14 +61,9 @@ class GapFillBundle:
 
     def build_network(self) -> torch.nn.Module:
         """The UNet with the stored weights, on CPU, in eval mode."""
-        from .nn import UNet, input_channels
+        from .nn import build_unet
 
-        net = UNet(
-            input_channels(bool(self.model_params["context_channel"])),
-            base_channels=int(self.model_params["base_channels"]),
-            depth=int(self.model_params["depth"]),
-            dropout=float(self.model_params["dropout"]),
-        )
+        net = build_unet(self.model_params)
         net.load_state_dict(self.state_dict)
         return net.eval()
 

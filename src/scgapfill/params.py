@@ -99,18 +99,20 @@ class ModelParams(_Params):
     context_channel: bool = True
     context_k: int = Field(15, ge=1)
     context_n_pcs: int = Field(30, ge=2)
-    context_steps: int = Field(1, ge=1, le=10)
+    context_steps: int = Field(2, ge=1, le=10)
+    # Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.
+    context_residual: bool = False
     # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
     uri: str = ""
 
 
 class LossParams(_Params):
-    alpha: float = Field(1.0, ge=0)
+    alpha: float = Field(0.0, ge=0)
     beta: float = Field(0.0, ge=0)
     gamma: float = Field(0.0, ge=0)
     ssim: float = Field(0.0, ge=0)
     # Poisson likelihood of the hidden counts (expected count = rate x size factor): an extra term.
-    poisson: float = Field(0.0, ge=0)
+    poisson: float = Field(1.0, ge=0)
     unmasked_weight: float = Field(0.0, ge=0)
 
 
@@ -135,7 +137,7 @@ class TrainParams(_Params):
 
 
 class ImputeParams(_Params):
-    fill_only_zeros: bool = False
+    fill_only_zeros: bool = True
     batch_size: int = Field(256, ge=1)
 
 

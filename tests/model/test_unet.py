@@ -49,3 +49,17 @@ def test_context_adds_one_channel():
     values = torch.rand(2, 1, 4, 4)
     assert network_input(values, None, torch.rand(2, 1, 4, 4)).shape[1] == input_channels(True) == 3
     assert network_input(values).shape[1] == input_channels(False) == 2
+
+
+def test_residual_output_starts_from_the_context():
+    from scgapfill.nn import build_unet
+
+    params = {"context_channel": True, "context_residual": True, "base_channels": 4, "depth": 2, "dropout": 0.0}
+    net = build_unet(params).eval()
+    torch.nn.init.zeros_(net.head.weight)
+    torch.nn.init.zeros_(net.head.bias)
+    context = torch.rand(2, 1, 8, 8) * 0.9 + 0.05
+    out = net(network_input(torch.rand(2, 1, 8, 8), None, context))
+    torch.testing.assert_close(out, context, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="context_residual"):
+        build_unet({**params, "context_channel": False})

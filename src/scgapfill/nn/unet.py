@@ -35,8 +35,20 @@ class UNet(nn.Module):
         Channel dropout (``Dropout2d``) in the bottleneck and after every decoder block.
     """
 
-    def __init__(self, in_channels: int, base_channels: int = 16, depth: int = 2, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        base_channels: int = 16,
+        depth: int = 2,
+        dropout: float = 0.2,
+        residual_channel: int | None = None,
+    ) -> None:
         super().__init__()
+        if residual_channel is not None and not 0 <= residual_channel < in_channels:
+            raise ValueError(f"residual_channel {residual_channel} is not an input channel (0..{in_channels - 1})")
+        # The output is sigmoid(head + logit(input[residual_channel])): the network starts
+        # from that channel (the neighbour context) and learns corrections to it.
+        self.residual_channel = residual_channel
         if in_channels < 1:
             raise ValueError(f"UNet in_channels must be >= 1, got {in_channels}")
         if base_channels < 1:
@@ -78,6 +90,7 @@ class UNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"UNet expects (n, {self.in_channels}, H, W) input, got shape {tuple(x.shape)}")
         self.check_grid(x.shape[-2], x.shape[-1])
+        inputs = x
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
@@ -86,7 +99,14 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips)):
             x = decoder(torch.cat([upsample(x), skip], dim=1))
-        return torch.sigmoid(self.head(x))
+        logits = self.head(x)
+        if self.residual_channel is not None:
+            base = inputs[:, self.residual_channel : self.residual_channel + 1].float().clamp(1e-4, 1 - 1e-4)
+            logits = logits + torch.logit(base).to(logits.dtype)
+        return torch.sigmoid(logits)
+
+
+CONTEXT_CHANNEL = 2  # index of the context in network_input's channels
 
 
 def input_channels(context: bool) -> int:
@@ -126,3 +146,18 @@ def network_input(
     if context is not None:
         channels.append(context.to(masked.dtype))
     return torch.cat(channels, dim=1)
+
+
+def build_unet(model_params: dict) -> UNet:
+    """The UNet a ``ModelParams`` dict describes (training and loading share this)."""
+    context = bool(model_params["context_channel"])
+    residual = bool(model_params.get("context_residual", False))
+    if residual and not context:
+        raise ValueError("model.context_residual needs model.context_channel: true")
+    return UNet(
+        input_channels(context),
+        base_channels=int(model_params["base_channels"]),
+        depth=int(model_params["depth"]),
+        dropout=float(model_params["dropout"]),
+        residual_channel=CONTEXT_CHANNEL if residual else None,
+    )

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from ..masks import sample_training_mask
-from ..nn import UNet, gapfill_loss, input_channels, network_input
+from ..nn import build_unet, gapfill_loss, network_input
 
 # Different streams for the training and validation masks, and per DDP rank.
 _VAL_SEED_OFFSET = 1_000_003
@@ -40,12 +40,7 @@ class GapFillModule(L.LightningModule):
         self.model_params = dict(model_params)
         self.train_params = dict(train_params)
         self.use_context = bool(self.model_params["context_channel"])
-        self.net = UNet(
-            input_channels(self.use_context),
-            base_channels=int(self.model_params["base_channels"]),
-            depth=int(self.model_params["depth"]),
-            dropout=float(self.model_params["dropout"]),
-        )
+        self.net = build_unet(self.model_params)
         # (1, 1, H, W) per-gene scale of the sigmoid output, for the Poisson term; not part of the weights.
         self.register_buffer("gene_scale", gene_scale if gene_scale is not None else torch.ones(()), persistent=False)
         # Generators live on the batch's device and are made lazily (a CPU generator
