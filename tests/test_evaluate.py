@@ -12,7 +12,8 @@ from scgapfill.preprocessing import normalize, quality_control, select_genes
 
 @pytest.fixture(scope="module")
 def setup():
-    adata = simulate(n_cells=150, n_genes=80, n_groups=3, seed=2)
+    # Deep and strongly differential, so that clustering finds the groups on 80 genes.
+    adata = simulate(n_cells=150, n_genes=80, n_groups=3, seed=2, lib_loc=8.0, de_prob=0.5, de_loc=1.0)
     adata = select_genes(normalize(quality_control(adata, {"min_genes": 5, "min_cells": 1}), {}), {})
     counts = sp.csr_matrix(adata.layers["counts"])
     mask = masks.heldout_mask(counts, 0.1, seed=0)

@@ -85,24 +85,30 @@ def denoise_mcv_train(gapfill_model, mcv_train: ad.AnnData, impute: dict) -> ad.
     return ad.AnnData(X=values.astype(np.float32), obs=mcv_train.obs[[]].copy(), var=mcv_train.var[[]].copy())
 
 
-# Cells of the masked counts stored with the MLflow model as its input example: enough for
-# the neighbour-context channel (model.context_k neighbours are looked up among them).
+# Cells in the MLflow model's input example: enough for the neighbour-context channel
+# (model.context_k neighbours are looked up among them).
 INPUT_EXAMPLE_CELLS = 20
 
 
 def log_model(gapfill_model, masked: ad.AnnData) -> dict:
     """Log and register the model in the active MLflow run (a no-op without one).
 
-    The first cells of the masked counts are the model's input example, so MLflow
-    checks at logging time that the logged model loads and predicts.
+    The input example MLflow stores with the model (and predicts on at logging time) is
+    synthetic: Poisson draws around the genes' mean counts, so no real cell of the user's
+    data is copied into the tracking store.
     """
     import pandas as pd
 
     from scgapfill.tracking import log_gapfill_model
 
     _check_genes(masked, gapfill_model.layout)
-    cells = masked[:INPUT_EXAMPLE_CELLS]
+    gene_means = np.asarray(sp.csr_matrix(masked.layers["counts"]).mean(axis=0)).ravel()
+    draws = np.random.default_rng(0).poisson(gene_means, size=(INPUT_EXAMPLE_CELLS, gene_means.size))
+    empty = draws.sum(axis=1) == 0
+    draws[empty, int(np.argmax(gene_means))] = 1  # every example cell needs a size factor
     example = pd.DataFrame(
-        sp.csr_matrix(cells.layers["counts"]).toarray(), index=cells.obs_names, columns=cells.var_names
+        draws.astype(np.float32),
+        index=[f"example{i}" for i in range(INPUT_EXAMPLE_CELLS)],
+        columns=masked.var_names,
     )
     return log_gapfill_model(gapfill_model, input_example=example)
