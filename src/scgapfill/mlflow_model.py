@@ -39,7 +39,7 @@ class GapFillPyfunc(PythonModel):
         params = params or {}
         counts = sp.csr_matrix(np.asarray(model_input, dtype=np.float32))
         aligned, _ = align_genes(counts, [str(c) for c in model_input.columns], self.bundle.gene_names)
-        values = impute_counts(self.bundle, aligned, fill_only_zeros=bool(params.get("fill_only_zeros", False)))
+        values = impute_counts(self.bundle, aligned, fill_only_zeros=bool(params.get("fill_only_zeros", True)))
         return pd.DataFrame(values, index=model_input.index, columns=self.bundle.gene_names)
 
 

@@ -48,7 +48,7 @@ def model_signature(gene_names: list[str]) -> Any:
     return ModelSignature(
         inputs=Schema([ColSpec(AnyType(), str(gene), required=False) for gene in gene_names]),
         outputs=Schema([ColSpec("float", str(gene)) for gene in gene_names]),
-        params=ParamSchema([ParamSpec("fill_only_zeros", "boolean", False)]),
+        params=ParamSchema([ParamSpec("fill_only_zeros", "boolean", True)]),
     )
 
 

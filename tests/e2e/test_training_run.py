@@ -75,11 +75,13 @@ def test_registered_model_loads_back_and_imputes(trained_project, tracking):
     imputed = ad.read_h5ad(trained_project / "data" / "07_model_output" / "imputed.h5ad")
     assert list(out.columns) == list(masked.var_names) and list(out.index) == list(masked.obs_names)
     np.testing.assert_allclose(out.to_numpy(), imputed.layers["imputed"], atol=1e-4)
-    # fill_only_zeros reaches predict (declared in the signature): observed values are kept.
-    kept = model.predict(frame, params={"fill_only_zeros": True}).to_numpy()
+    # By default (as in the pipeline) observed values are kept and only zeros filled;
+    # fill_only_zeros reaches predict (declared in the signature) and can turn that off.
     observed = masked.X.toarray() > 0
-    np.testing.assert_allclose(kept[observed], masked.X.toarray()[observed], atol=1e-5)
-    np.testing.assert_allclose(kept[~observed], out.to_numpy()[~observed], atol=1e-6)
+    np.testing.assert_allclose(out.to_numpy()[observed], masked.X.toarray()[observed], atol=1e-5)
+    everything = model.predict(frame, params={"fill_only_zeros": False}).to_numpy()
+    np.testing.assert_allclose(everything[~observed], out.to_numpy()[~observed], atol=1e-6)
+    assert np.abs(everything[observed] - masked.X.toarray()[observed]).mean() > 1e-3
 
 
 def test_inference_on_new_data_aligns_genes_by_name(trained_project, tmp_path):
