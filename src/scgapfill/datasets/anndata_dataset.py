@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Any
 
 import anndata as ad
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str, get_protocol_and_path
+from kedro.io.core import DatasetError, Version
 
 from ._atomic import atomic_path
+from ._local_file import LocalFileDataset
 
 
-class AnnDataDataset(AbstractVersionedDataset[ad.AnnData, ad.AnnData]):
+class AnnDataDataset(LocalFileDataset):
     """Load and save an :class:`anndata.AnnData` as ``.h5ad``.
 
     Saving writes a temporary file beside the target and renames it, so a crash
@@ -34,42 +34,18 @@ class AnnDataDataset(AbstractVersionedDataset[ad.AnnData, ad.AnnData]):
         version: Version | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        if protocol != "file":
-            raise DatasetError(f"AnnDataDataset supports local files only, got {filepath!r}")
-        super().__init__(filepath=PurePosixPath(path), version=version, exists_function=self._exists_local)
+        super().__init__(filepath=filepath, version=version, metadata=metadata)
         self._load_args = dict(load_args or {})
         self._save_args = dict(save_args or {})
-        self.metadata = metadata
-
-    @staticmethod
-    def _exists_local(path: str) -> bool:
-        from pathlib import Path
-
-        return Path(path).is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": str(self._filepath),
-            "version": self._version,
-            "load_args": self._load_args,
-            "save_args": self._save_args,
-        }
+        return {**super()._describe(), "load_args": self._load_args, "save_args": self._save_args}
 
     def load(self) -> ad.AnnData:
-        path = get_filepath_str(self._get_load_path(), "file")
-        return ad.read_h5ad(path, **self._load_args)
+        return ad.read_h5ad(self.load_path, **self._load_args)
 
     def save(self, data: ad.AnnData) -> None:
         if not isinstance(data, ad.AnnData):
             raise DatasetError(f"AnnDataDataset can only save AnnData, got {type(data).__name__}")
-        path = get_filepath_str(self._get_save_path(), "file")
-        with atomic_path(path, ".h5ad") as tmp:
+        with atomic_path(self.save_path, ".h5ad") as tmp:
             data.write_h5ad(tmp, **self._save_args)
-
-    def _exists(self) -> bool:
-        try:
-            path = get_filepath_str(self._get_load_path(), "file")
-        except DatasetError:
-            return False
-        return self._exists_local(path)
