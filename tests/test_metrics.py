@@ -247,3 +247,22 @@ def test_truth_scores_validation():
         truth_scores(np.zeros((300, 39)), truth_counts, truth_mean, sf)
     with pytest.raises(ValueError, match="size_factors"):
         truth_scores(np.zeros((300, 40)), truth_counts, truth_mean, sf[:-1])
+
+
+def test_clustering_scores_reuses_a_given_before_clustering():
+    from scgapfill import metrics
+
+    rng = np.random.default_rng(7)
+    labels = np.repeat(["a", "b", "c"], 30)
+    means = np.repeat(rng.gamma(2.0, 2.0, size=(3, 50)) * rng.integers(1, 6, size=(3, 50)), 30, axis=0)
+    values = np.log1p(rng.poisson(means).astype(float))
+    full, before, after = metrics.clustering_scores(values, values, labels, seed=0)
+    reused, _, _ = metrics.clustering_scores(None, values, labels, seed=0, clusters_before=before)
+    assert reused == full
+    wrong = np.where(before == before[-1], before[0], before)  # two clusters merged
+    shifted, _, _ = metrics.clustering_scores(None, values, labels, seed=0, clusters_before=wrong)
+    assert shifted["ari_before"] != full["ari_before"]
+    with pytest.raises(ValueError, match="before_lognorm or clusters_before"):
+        metrics.clustering_scores(None, values, labels)
+    with pytest.raises(ValueError, match="clusters_before has shape"):
+        metrics.clustering_scores(None, values, labels, clusters_before=before[:5])

@@ -43,7 +43,7 @@ class EvaluationData:
     truth_counts: Any = None
     truth_mean: Any = None
     seed: int = 0
-    _clusters_before: Optional[np.ndarray] = field(default=None, repr=False)
+    _clusters_before: dict = field(default_factory=dict, repr=False)
 
     @property
     def size_factors(self) -> np.ndarray:
@@ -53,14 +53,17 @@ class EvaluationData:
     def input_lognorm(self) -> np.ndarray:
         return np.asarray(lognorm(self.masked_counts, self.size_factors).toarray())
 
-    def clusters_before(self) -> Optional[np.ndarray]:
-        """Leiden clusters of the unimputed input, computed once and shared by every method."""
+    def clusters_before(self, n_pcs: int = 50, n_neighbors: int = 15) -> Optional[np.ndarray]:
+        """Leiden clusters of the unimputed input, computed once per setting and shared by every method."""
         if self.labels is None:
             return None
-        if self._clusters_before is None:
+        key = (n_pcs, n_neighbors)
+        if key not in self._clusters_before:
             n_target = int(np.unique(self.labels).size)
-            self._clusters_before = metrics.cluster_labels(self.input_lognorm, n_target, seed=self.seed)
-        return self._clusters_before
+            self._clusters_before[key] = metrics.cluster_labels(
+                self.input_lognorm, n_target, seed=self.seed, n_pcs=n_pcs, n_neighbors=n_neighbors
+            )
+        return self._clusters_before[key]
 
 
 def build_evaluation_data(
@@ -129,21 +132,13 @@ def score_method(
         scores.update(metrics.mcv_scores(denoised_mcv, data.mcv_train, data.mcv_test))
 
     clusters_after = None
-    before = data.clusters_before()
+    before = data.clusters_before(params.n_pcs, params.n_neighbors)
     if before is not None:
-        from sklearn.metrics import adjusted_rand_score
-
-        clusters_after = metrics.cluster_labels(
-            imputed, int(np.unique(data.labels).size), seed=params.seed,
-            n_pcs=params.n_pcs, n_neighbors=params.n_neighbors,
+        clustering, _, clusters_after = metrics.clustering_scores(
+            None, imputed, data.labels, seed=params.seed, n_pcs=params.n_pcs,
+            n_neighbors=params.n_neighbors, clusters_before=before,
         )
-        scores.update(
-            ari_before=float(adjusted_rand_score(data.labels, before)),
-            ari_after=float(adjusted_rand_score(data.labels, clusters_after)),
-            ari_before_after=float(adjusted_rand_score(before, clusters_after)),
-            n_clusters_before=int(np.unique(before).size),
-            n_clusters_after=int(np.unique(clusters_after).size),
-        )
+        scores.update(clustering)
     else:
         log.warning("No cell labels (input.label_key): ARI is skipped")
 

@@ -304,7 +304,13 @@ def cluster_labels(
 
 
 def clustering_scores(
-    before_lognorm: Any, after_lognorm: Any, labels: Any, seed: int = 0
+    before_lognorm: Any,
+    after_lognorm: Any,
+    labels: Any,
+    seed: int = 0,
+    n_pcs: int = 50,
+    n_neighbors: int = 15,
+    clusters_before: Any = None,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray] | None:
     """Agreement of Leiden clusters with known labels, before and after imputation.
 
@@ -314,9 +320,15 @@ def clustering_scores(
     Parameters
     ----------
     before_lognorm, after_lognorm
-        Cells x genes lognorm matrices: the input of the method and its output.
+        Cells x genes lognorm matrices: the input of the method and its output
+        (``before_lognorm`` may be ``None`` when ``clusters_before`` is given).
     labels
         Known cell labels, one per cell, or ``None``.
+    seed, n_pcs, n_neighbors
+        Passed to :func:`cluster_labels` for both matrices.
+    clusters_before
+        The clustering of ``before_lognorm`` if already computed with the same settings
+        (every method of a benchmark shares one input), else ``None``.
 
     Returns
     -------
@@ -330,20 +342,31 @@ def clustering_scores(
     if labels is None:
         logger.warning("no cell labels in this dataset; clustering scores are skipped")
         return None
-    before_lognorm = before_lognorm if sp.issparse(before_lognorm) else _dense(before_lognorm, "before_lognorm")
     after_lognorm = after_lognorm if sp.issparse(after_lognorm) else _dense(after_lognorm, "after_lognorm")
     labels = np.asarray(labels).astype(str)
-    if labels.ndim != 1 or labels.size != before_lognorm.shape[0]:
+    if labels.ndim != 1 or labels.size != after_lognorm.shape[0]:
         raise ValueError(
-            f"labels must be 1-D with one entry per cell ({before_lognorm.shape[0]}), got shape {labels.shape}"
+            f"labels must be 1-D with one entry per cell ({after_lognorm.shape[0]}), got shape {labels.shape}"
         )
-    if before_lognorm.shape != after_lognorm.shape:
-        raise ValueError(
-            f"before_lognorm has shape {before_lognorm.shape} but after_lognorm {after_lognorm.shape}; they must match"
-        )
+    if clusters_before is not None:
+        clusters_before = np.asarray(clusters_before).astype(str)
+        if clusters_before.shape != labels.shape:
+            raise ValueError(
+                f"clusters_before has shape {clusters_before.shape}, expected one cluster per cell ({labels.size})"
+            )
+    elif before_lognorm is None:
+        raise ValueError("clustering_scores needs before_lognorm or clusters_before")
+    else:
+        before_lognorm = before_lognorm if sp.issparse(before_lognorm) else _dense(before_lognorm, "before_lognorm")
+        if before_lognorm.shape != after_lognorm.shape:
+            raise ValueError(
+                f"before_lognorm has shape {before_lognorm.shape} but after_lognorm {after_lognorm.shape}; "
+                "they must match"
+            )
     n_target = int(np.unique(labels).size)
-    before = cluster_labels(before_lognorm, n_target, seed=seed)
-    after = cluster_labels(after_lognorm, n_target, seed=seed)
+    settings = {"seed": seed, "n_pcs": n_pcs, "n_neighbors": n_neighbors}
+    before = cluster_labels(before_lognorm, n_target, **settings) if clusters_before is None else clusters_before
+    after = cluster_labels(after_lognorm, n_target, **settings)
     scores = {
         "ari_before": float(adjusted_rand_score(labels, before)),
         "ari_after": float(adjusted_rand_score(labels, after)),

@@ -99,7 +99,8 @@ def make_figures(data: EvaluationData, imputed: np.ndarray, clusters_after, para
             data.heldout_truth, imputed[data.rows, data.cols], MODEL_NAME
         )
     }
+    before = data.clusters_before(params.n_pcs, params.n_neighbors)
     figures["umap_before_after.png"] = plots.umap_before_after(
-        data.input_lognorm, imputed, data.labels, data.clusters_before(), clusters_after, seed=params.seed
+        data.input_lognorm, imputed, data.labels, before, clusters_after, seed=params.seed
     )
     return figures
