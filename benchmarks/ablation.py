@@ -43,6 +43,7 @@ CONFIGS: dict[str, dict] = {
     "loss_mse_poisson": {"train": {"loss": {"alpha": 1.0, "poisson": 1.0}}},
     "loss_poisson_tv": {"train": {"loss": {"gamma": 0.05}}},
     "loss_poisson_mae": {"train": {"loss": {"beta": 0.5}}},
+    "loss_nb": {"train": {"loss": {"poisson": 0.0, "nb": 1.0}}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }

@@ -113,6 +113,8 @@ class LossParams(_Params):
     ssim: float = Field(0.0, ge=0)
     # Poisson likelihood of the hidden counts (expected count = rate x size factor): an extra term.
     poisson: float = Field(1.0, ge=0)
+    # Negative binomial likelihood of the hidden counts, one dispersion per gene learned in training.
+    nb: float = Field(0.0, ge=0)
     unmasked_weight: float = Field(0.0, ge=0)
 
 

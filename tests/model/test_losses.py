@@ -118,3 +118,39 @@ def test_poisson_weight_adds_the_term_and_needs_a_count_map():
     assert terms["loss"].item() == pytest.approx((mu - c * torch.log(mu + 1e-6)).mean().item(), rel=1e-5)
     with pytest.raises(ValueError, match="to_counts"):
         loss_terms(pred, target, mask, mask, params)
+
+
+def test_nb_term_by_hand_and_minimised_by_the_expected_count():
+    from scipy.stats import nbinom
+
+    from scgapfill.nn.losses import masked_nb_nll
+
+    counts = torch.tensor([0.0, 1.0, 2.0, 7.0]).view(1, 1, 2, 2)
+    mask = torch.ones_like(counts, dtype=torch.bool)
+    theta, mu = 2.5, 1.7
+    log_theta = torch.full_like(counts, float(np.log(theta)))
+    # scipy's nbinom(n, p) with n = theta, p = theta / (theta + mu) is the NB of mean mu.
+    expected = -nbinom.logpmf(counts.numpy().ravel(), theta, theta / (theta + mu)).mean()
+    got = masked_nb_nll(torch.full_like(counts, mu), counts, log_theta, mask).item()
+    assert got == pytest.approx(expected, rel=1e-4)
+    candidates = torch.linspace(0.5, 5.0, 451)
+    losses = [masked_nb_nll(torch.full_like(counts, float(m)), counts, log_theta, mask).item() for m in candidates]
+    assert candidates[int(np.argmin(losses))].item() == pytest.approx(counts.mean().item(), abs=0.011)
+
+
+def test_nb_weight_needs_dispersions_and_trains_them():
+    pred = torch.full((1, 1, 2, 2), 0.5, requires_grad=True)
+    target = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2)
+    mask = torch.ones_like(target, dtype=torch.bool)
+    params = LossParams(poisson=0.0, nb=1.0)
+
+    def to_counts(grid):
+        return torch.expm1(grid * 4.0) * 500 / 1e4
+
+    with pytest.raises(ValueError, match="log_theta"):
+        loss_terms(pred, target, mask, mask, params, to_counts)
+    log_theta = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    terms = loss_terms(pred, target, mask, mask, params, to_counts, log_theta)
+    assert terms["loss"].item() == pytest.approx(terms["nb"].item()) and terms["poisson"].item() == 0.0
+    terms["loss"].backward()
+    assert log_theta.grad is not None and log_theta.grad.abs().sum() > 0

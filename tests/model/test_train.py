@@ -147,3 +147,29 @@ def test_diffused_context_never_returns_the_cells_own_values():
     assert (wider > 0).sum(axis=1).mean() > (neighbour_context(X, k=5, n_pcs=5, seed=0)[:, 20:] > 0).sum(axis=1).mean()
     with pytest.raises(ValueError, match="context_steps"):
         neighbour_context(X, k=5, n_pcs=5, steps=0)
+
+
+def test_neighbour_walk_is_row_stochastic_without_self_and_gives_the_context():
+    from scgapfill.train.data import neighbour_walk
+
+    rng = np.random.default_rng(1)
+    X = sp.csr_matrix(rng.poisson(2.0, size=(30, 12)).astype(float))
+    for steps in (1, 2):
+        walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=steps)
+        assert walk.shape == (30, 30)
+        np.testing.assert_allclose(np.asarray(walk.sum(axis=1)).ravel(), 1.0)
+        assert np.all(walk.diagonal() == 0)
+        np.testing.assert_allclose(walk @ X.toarray(), neighbour_context(X, k=4, n_pcs=5, seed=0, steps=steps),
+                                   rtol=1e-5)
+    assert (neighbour_walk(X, k=4, n_pcs=5, steps=1) > 0).sum(axis=1).max() == 4
+
+
+def test_nb_loss_trains_its_dispersions_alongside_the_network(masked, layout, model_params, train_params):
+    from scgapfill.params import TrainParams
+
+    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1,
+                            "loss": {**train_params.loss.model_dump(), "poisson": 0.0, "nb": 1.0}})
+    nb_bundle = fit_gapfill(masked, layout, model_params, params)
+    assert np.isfinite(nb_bundle.history["val_loss"]).all()
+    # The dispersions belong to training only: the saved network is the same shape as without them.
+    assert not any("theta" in key for key in nb_bundle.state_dict)

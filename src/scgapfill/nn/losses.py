@@ -39,6 +39,26 @@ def masked_poisson_nll(rate_pred: torch.Tensor, counts: torch.Tensor, mask: torc
     return _weighted_mean(rate_pred - counts * torch.log(rate_pred + 1e-6), weight)
 
 
+def masked_nb_nll(
+    rate_pred: torch.Tensor, counts: torch.Tensor, log_theta: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Negative binomial negative log-likelihood over the masked entries (0 if there are none).
+
+    ``log_theta`` is the log inverse dispersion, broadcast against the grid (one per gene).
+    Like the Poisson term its minimiser is ``mu = E[c]``, but over-dispersed genes and cells
+    weigh less, which the Poisson term cannot express (scVI and DCA use it for the same reason).
+    """
+    theta = log_theta.exp()
+    mu = rate_pred + 1e-6
+    log_mu_theta = torch.log(theta + mu)
+    nll = (
+        torch.lgamma(theta) + torch.lgamma(counts + 1.0) - torch.lgamma(counts + theta)
+        - theta * (log_theta - log_mu_theta) - counts * (torch.log(mu) - log_mu_theta)
+    )
+    weight = mask.expand_as(rate_pred).to(rate_pred.dtype)
+    return _weighted_mean(nll, weight)
+
+
 def total_variation(grid: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute difference of horizontally and vertically adjacent pixels.
 
@@ -90,7 +110,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = 
 
 
 # Terms added after the first release: bundles saved before them lack the key.
-_LATER_TERMS = {"poisson": 0.0}
+_LATER_TERMS = {"poisson": 0.0, "nb": 0.0}
 
 
 def _weight(loss_params: Any, name: str) -> float:
@@ -108,6 +128,7 @@ def loss_terms(
     valid: torch.Tensor,
     loss_params: Any,
     to_counts: Any = None,
+    log_theta: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every term of :func:`gapfill_loss` and their weighted sum under ``"loss"``.
 
@@ -123,7 +144,9 @@ def loss_terms(
         :class:`scgapfill.params.LossParams` or a dict with ``alpha``, ``beta``,
         ``gamma``, ``ssim``, ``poisson``, ``unmasked_weight``.
     to_counts
-        Maps a scaled grid to expected counts (needed when ``poisson`` > 0).
+        Maps a scaled grid to expected counts (needed when ``poisson`` or ``nb`` > 0).
+    log_theta
+        Per-gene log inverse dispersion grid (needed when ``nb`` > 0).
     """
     # Losses in float32 even under bf16 autocast: small differences matter here.
     pred, target = pred.float(), target.float()
@@ -132,25 +155,33 @@ def loss_terms(
     visible = valid & ~hidden
     alpha, beta, gamma = (_weight(loss_params, k) for k in ("alpha", "beta", "gamma"))
     ssim_weight, unmasked = _weight(loss_params, "ssim"), _weight(loss_params, "unmasked_weight")
-    poisson = _weight(loss_params, "poisson")
+    poisson, nb = _weight(loss_params, "poisson"), _weight(loss_params, "nb")
     zero = pred.new_zeros(())
-    if poisson and to_counts is None:
-        raise ValueError("the poisson loss term needs to_counts (size factors and gene scales)")
+    if (poisson or nb) and to_counts is None:
+        raise ValueError("the poisson and nb loss terms need to_counts (size factors and gene scales)")
+    if nb and log_theta is None:
+        raise ValueError("the nb loss term needs log_theta (the per-gene log inverse dispersion)")
     terms = {
         "mse": masked_mse(pred, target, hidden) + (unmasked * masked_mse(pred, target, visible) if unmasked else zero),
         "mae": masked_mae(pred, target, hidden) + (unmasked * masked_mae(pred, target, visible) if unmasked else zero),
         "tv": total_variation(pred, valid) if gamma else zero,
         "ssim": 1.0 - ssim(pred, target, valid) if ssim_weight else zero,
         "poisson": zero,
+        "nb": zero,
     }
     if poisson:
         mu, counts = to_counts(pred), to_counts(target).round()
         terms["poisson"] = masked_poisson_nll(mu, counts, hidden) + (
             unmasked * masked_poisson_nll(mu, counts, visible) if unmasked else zero
         )
+    if nb:
+        mu, counts = to_counts(pred), to_counts(target).round()
+        terms["nb"] = masked_nb_nll(mu, counts, log_theta, hidden) + (
+            unmasked * masked_nb_nll(mu, counts, log_theta, visible) if unmasked else zero
+        )
     terms["loss"] = (
         alpha * terms["mse"] + beta * terms["mae"] + gamma * terms["tv"] + ssim_weight * terms["ssim"]
-        + poisson * terms["poisson"]
+        + poisson * terms["poisson"] + nb * terms["nb"]
     )
     return terms
 
@@ -162,11 +193,12 @@ def gapfill_loss(
     valid: torch.Tensor,
     loss_params: Any,
     to_counts: Any = None,
+    log_theta: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM) + poisson*PoissonNLL``.
+    """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM) + poisson*PoissonNLL + nb*NegBinNLL``.
 
     MSE and MAE are taken over the training-masked entries, plus
     ``unmasked_weight`` times the same over the visible valid entries. See
     :func:`loss_terms` for the parameters.
     """
-    return loss_terms(pred, target, train_mask, valid, loss_params, to_counts)["loss"]
+    return loss_terms(pred, target, train_mask, valid, loss_params, to_counts, log_theta)["loss"]

@@ -137,6 +137,16 @@ def neighbour_context(
     Excluding the cell itself matters: during training some of its entries are
     hidden, and its own value must not come back through the context channel.
     """
+    X = sp.csr_matrix(lognorm, dtype=np.float64)
+    context = neighbour_walk(X, k, n_pcs, seed, steps) @ X
+    return np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float32)
+
+
+def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, steps: int = 1) -> sp.csr_matrix:
+    """Row-stochastic ``(n_cells, n_cells)`` matrix of :func:`neighbour_context` (zero diagonal).
+
+    Same parameters as :func:`neighbour_context`; ``walk @ values`` is the context of ``values``.
+    """
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
 
@@ -147,6 +157,8 @@ def neighbour_context(
         )
     if k < 1 or n_pcs < 1:
         raise ValueError(f"model.context_k and model.context_n_pcs must be >= 1, got {k} and {n_pcs}")
+    if steps < 1:
+        raise ValueError(f"model.context_steps must be >= 1, got {steps}")
     k = min(k, n_cells - 1)
     X = sp.csr_matrix(lognorm, dtype=np.float64)
     n_components = min(n_pcs, min(n_cells, n_genes) - 1)
@@ -164,16 +176,13 @@ def neighbour_context(
     weights = sp.csr_matrix(
         (np.full(n_cells * k, 1.0 / k), (np.repeat(rows, k), picked.ravel())), shape=(n_cells, n_cells)
     )
-    if steps < 1:
-        raise ValueError(f"model.context_steps must be >= 1, got {steps}")
     walk = weights
     for _ in range(steps - 1):
         walk = walk @ weights
         walk.setdiag(0.0)
         walk.eliminate_zeros()
         walk = sp.csr_matrix(sp.diags(1.0 / np.asarray(walk.sum(axis=1)).ravel()) @ walk)
-    context = walk @ X
-    return np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float32)
+    return sp.csr_matrix(walk)
 
 
 def valid_pixels(layout: dict) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from ..masks import sample_training_mask
@@ -43,6 +44,11 @@ class GapFillModule(L.LightningModule):
         self.net = build_unet(self.model_params)
         # (1, 1, H, W) per-gene scale of the sigmoid output, for the Poisson term; not part of the weights.
         self.register_buffer("gene_scale", gene_scale if gene_scale is not None else torch.ones(()), persistent=False)
+        # Per-gene log inverse dispersion of the nb loss term: a training-only parameter, the
+        # imputation uses the mean alone. Starts at theta = 10 (moderate over-dispersion).
+        self.log_theta = None
+        if float(self.train_params["loss"].get("nb", 0.0)):
+            self.log_theta = torch.nn.Parameter(torch.full(tuple(self.gene_scale.shape), float(np.log(10.0))))
         # Generators live on the batch's device and are made lazily (a CPU generator
         # cannot draw CUDA tensors; a torch.Generator cannot be pickled for ddp_spawn).
         self._train_generator: torch.Generator | None = None
@@ -76,7 +82,7 @@ class GapFillModule(L.LightningModule):
                 # scaled value -> log1p(count / sf * 1e4) -> expected count
                 return torch.expm1(grid.float() * self.gene_scale) * size_factor / 1e4
 
-        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"], to_counts)
+        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"], to_counts, self.log_theta)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self._train_generator is None:
@@ -99,7 +105,8 @@ class GapFillModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.parameters(), lr=float(self.train_params["lr"]))
+        parameters = list(self.net.parameters()) + ([self.log_theta] if self.log_theta is not None else [])
+        return torch.optim.Adam(parameters, lr=float(self.train_params["lr"]))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
