@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -85,6 +85,73 @@ def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.
     return aligned, report
 
 
+def imputed_chunks(
+    bundle: Any,
+    counts_csr: Any,
+    batch_size: int = 256,
+    fill_only_zeros: bool = False,
+    device: Any = None,
+    chunk_size: int | None = None,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Impute ``chunk_size`` cells at a time; yields ``(rows, values)`` in cell order.
+
+    Same parameters and values as :func:`impute_counts`; only one chunk is ever dense
+    (the neighbour graph spans every cell, so it is built once from the sparse matrix).
+    ``chunk_size=None`` is one chunk.
+    """
+    import torch
+
+    from .nn import network_input
+    from .train.data import GeneScaler, as_counts_matrix, neighbour_walk
+
+    if batch_size < 1:
+        raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"inference.chunk_size must be >= 1 cell, got {chunk_size}")
+    counts = as_counts_matrix(counts_csr, "impute_counts")
+    n_cells, n_genes = counts.shape[0], len(bundle.gene_names)
+    if counts.shape[1] != n_genes:
+        raise ValueError(
+            f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
+        )
+    values = sp.csr_matrix(lognorm(counts, size_factors(counts)), dtype=np.float64)
+    scaler = GeneScaler.from_dict(bundle.scaler)
+    walk = None
+    if bundle.model_params["context_channel"]:
+        walk = neighbour_walk(
+            values,
+            int(bundle.model_params["context_k"]),
+            int(bundle.model_params["context_n_pcs"]),
+            int(bundle.train_params["seed"]),
+            int(bundle.model_params.get("context_steps", 1)),
+        )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = bundle.build_network().to(device)
+    net.eval()
+    layout = bundle.layout
+    chunk_size = n_cells if chunk_size is None else chunk_size
+    for chunk_start in range(0, n_cells, chunk_size):
+        chunk = slice(chunk_start, min(chunk_start + chunk_size, n_cells))
+        chunk_values = values[chunk]
+        scaled = scaler.transform(chunk_values)
+        context = None
+        if walk is not None:
+            context = scaler.transform(np.asarray((walk[chunk] @ values).toarray(), dtype=np.float32))
+        out = np.empty((chunk_values.shape[0], n_genes), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, out.shape[0], batch_size):
+                rows = slice(start, min(start + batch_size, out.shape[0]))
+                grid = torch.from_numpy(to_grid(scaled[rows], layout)).to(device)
+                context_grid = None if context is None else torch.from_numpy(to_grid(context[rows], layout)).to(device)
+                pred = net(network_input(grid, None, context_grid)).float().cpu().numpy()
+                out[rows] = scaler.inverse(from_grid(pred, layout))
+        if fill_only_zeros:
+            coo = chunk_values.tocoo()
+            out[coo.row, coo.col] = coo.data
+        yield chunk, out
+
+
 def impute_counts(
     bundle: Any,
     counts_csr: Any,
@@ -115,47 +182,7 @@ def impute_counts(
         float32 ``(n_cells, n_genes)`` in ``log1p(counts / sf * 1e4)`` space, with
         ``sf`` the row sums of ``counts_csr``.
     """
-    import torch
-
-    from .nn import network_input
-    from .train.data import GeneScaler, as_counts_matrix, neighbour_context
-
-    if batch_size < 1:
-        raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
-    counts = as_counts_matrix(counts_csr, "impute_counts")
-    n_genes = len(bundle.gene_names)
-    if counts.shape[1] != n_genes:
-        raise ValueError(
-            f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
-        )
-    values = lognorm(counts, size_factors(counts))
-    scaler = GeneScaler.from_dict(bundle.scaler)
-    scaled = scaler.transform(values)
-    context = None
-    if bundle.model_params["context_channel"]:
-        context = scaler.transform(
-            neighbour_context(
-                values,
-                int(bundle.model_params["context_k"]),
-                int(bundle.model_params["context_n_pcs"]),
-                int(bundle.train_params["seed"]),
-                int(bundle.model_params.get("context_steps", 1)),
-            )
-        )
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = bundle.build_network().to(device)
-    net.eval()
-    layout = bundle.layout
-    out = np.empty(counts.shape, dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, counts.shape[0], batch_size):
-            rows = slice(start, min(start + batch_size, counts.shape[0]))
-            grid = torch.from_numpy(to_grid(scaled[rows], layout)).to(device)
-            context_grid = None if context is None else torch.from_numpy(to_grid(context[rows], layout)).to(device)
-            pred = net(network_input(grid, None, context_grid)).float().cpu().numpy()
-            out[rows] = scaler.inverse(from_grid(pred, layout))
-    if fill_only_zeros:
-        coo = values.tocoo()
-        out[coo.row, coo.col] = coo.data
+    out = np.empty((counts_csr.shape[0], len(bundle.gene_names)), dtype=np.float32)
+    for rows, values in imputed_chunks(bundle, counts_csr, batch_size, fill_only_zeros, device):
+        out[rows] = values
     return out

@@ -143,6 +143,12 @@ class ImputeParams(_Params):
     batch_size: int = Field(256, ge=1)
 
 
+class InferenceParams(_Params):
+    # Cells read, imputed and written per chunk; 0 reads the whole data set into memory
+    # (needed for 10x files and for .h5ad files whose counts are only in layers['counts']).
+    chunk_size: int = Field(10240, ge=0)
+
+
 class EvaluationParams(_Params):
     n_neighbors: int = Field(15, ge=2)
     n_pcs: int = Field(50, ge=2)
@@ -177,6 +183,7 @@ SECTIONS: dict[str, type[_Params]] = {
     "model": ModelParams,
     "train": TrainParams,
     "impute": ImputeParams,
+    "inference": InferenceParams,
     "evaluation": EvaluationParams,
     "baselines": BaselinesParams,
     "benchmark": BenchmarkParams,

@@ -45,7 +45,9 @@ class AnnDataDataset(LocalFileDataset):
         return ad.read_h5ad(self.load_path, **self._load_args)
 
     def save(self, data: ad.AnnData) -> None:
-        if not isinstance(data, ad.AnnData):
+        # Also takes objects that write themselves as .h5ad (scgapfill.streaming.StreamedImputation
+        # writes its dense layer chunk by chunk); the temporary file keeps that all-or-nothing too.
+        if not isinstance(data, ad.AnnData) and not callable(getattr(data, "write_h5ad", None)):
             raise DatasetError(f"AnnDataDataset can only save AnnData, got {type(data).__name__}")
         with atomic_path(self.save_path, ".h5ad") as tmp:
             data.write_h5ad(tmp, **self._save_args)

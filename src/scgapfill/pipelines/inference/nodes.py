@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
@@ -20,43 +20,45 @@ def load_model(model: dict):
     return load_bundle(parse("model", model).uri)
 
 
-def align_to_model(new_counts: ad.AnnData, inference_model) -> tuple[ad.AnnData, dict]:
-    """Counts on the model's genes, in its order: missing genes are zero (unobserved), extra genes dropped."""
-    from scgapfill.impute import align_genes
+def load_aligned_counts(input_params: dict, inference_model, inference: dict) -> tuple[dict, dict]:
+    """Counts on the model's genes, in its order: missing genes are zero (unobserved), extra genes dropped.
 
-    aligned, report = align_genes(new_counts.X, list(new_counts.var_names), inference_model.gene_names)
-    totals = np.asarray(aligned.sum(axis=1)).ravel()
+    A ``.h5ad`` is read in backed mode ``inference.chunk_size`` cells at a time; other inputs
+    (or ``chunk_size: 0``) are read whole. Cells without a count on the model's genes are skipped.
+    """
+    from scgapfill import io
+    from scgapfill.impute import align_genes
+    from scgapfill.streaming import read_aligned_counts_backed
+
+    path = parse("input", input_params).path.strip()
+    chunk_size = parse("inference", inference).chunk_size
+    genes = list(inference_model.gene_names)
+    if chunk_size and Path(path).suffix == ".h5ad":
+        counts, obs, report = read_aligned_counts_backed(path, genes, chunk_size)
+    else:
+        new_counts = io.load_input(input_params)
+        counts, report = align_genes(new_counts.X, list(new_counts.var_names), genes)
+        obs = new_counts.obs.copy()
+    totals = np.asarray(counts.sum(axis=1)).ravel()
     empty = totals == 0
     if empty.all():
-        raise ValueError("no cell has counts on the model's genes; is input.path the right data set?")
+        raise ValueError(f"no cell of input.path={path!r} has counts on the model's genes; is it the right data set?")
     if empty.any():
         log.warning("%d cells have no counts on the model's genes and are skipped: %s",
-                    int(empty.sum()), list(new_counts.obs_names[empty][:5]))
+                    int(empty.sum()), list(obs.index[empty][:5]))
     report["cells_skipped_no_counts"] = int(empty.sum())
     kept = ~empty
-    out = ad.AnnData(
-        X=sp.csr_matrix(aligned[kept], dtype=np.float32),
-        obs=new_counts.obs.loc[kept].copy(),
-        var=ad.AnnData(np.zeros((0, len(inference_model.gene_names)))).var.set_axis(inference_model.gene_names),
-    )
     log.info("Gene alignment: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
-    return out, report
+    aligned = {"counts": sp.csr_matrix(counts[kept], dtype=np.float32), "obs": obs.loc[kept].copy()}
+    return aligned, report
 
 
-def impute_new(inference_model, aligned: ad.AnnData, impute: dict) -> ad.AnnData:
-    """Same output format as training: layer ``imputed`` in log1p(counts / size_factor * 1e4)."""
-    from scgapfill.impute import impute_counts
-    from scgapfill.normalization import lognorm, size_factors
+def impute_new(inference_model, aligned: dict, impute: dict, inference: dict):
+    """Same output format as training (layer ``imputed`` in log1p(counts / size_factor * 1e4)),
+    computed and written ``inference.chunk_size`` cells at a time by the catalog's AnnDataDataset."""
+    from scgapfill.streaming import StreamedImputation
 
     params = parse("impute", impute)
-    counts = sp.csr_matrix(aligned.X)
-    sf = size_factors(counts)
-    out = ad.AnnData(X=sp.csr_matrix(lognorm(counts, sf), dtype=np.float32), obs=aligned.obs.copy(),
-                     var=aligned.var.copy(), layers={"counts": counts})
-    out.obs["size_factor"] = sf
-    out.layers["imputed"] = impute_counts(
-        inference_model, counts, batch_size=params.batch_size, fill_only_zeros=params.fill_only_zeros
-    ).astype(np.float32)
-    out.uns["imputation"] = {"method": "scgapfill-unet", "space": "log1p(counts / size_factor * 1e4)",
-                             "fill_only_zeros": params.fill_only_zeros}
-    return out
+    chunk_size = parse("inference", inference).chunk_size or None
+    return StreamedImputation(inference_model, aligned["counts"], aligned["obs"], params.fill_only_zeros,
+                              batch_size=params.batch_size, chunk_size=chunk_size)

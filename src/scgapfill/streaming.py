@@ -1,0 +1,155 @@
+"""Inference at scale: read a backed ``.h5ad`` in chunks, write the imputed layer chunk by chunk.
+
+Memory holds the sparse counts on the model's genes, the neighbour graph and one dense
+chunk of ``inference.chunk_size`` cells, never the dense cells x genes result. The numbers
+are those of the in-memory path (:func:`scgapfill.impute.impute_counts`): bit for bit when
+the chunk size is a multiple of ``impute.batch_size`` (the network then sees the same
+batches), to float rounding otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .impute import align_genes, imputed_chunks
+from .normalization import lognorm, size_factors
+
+log = logging.getLogger(__name__)
+
+IMPUTATION_SPACE = "log1p(counts / size_factor * 1e4)"
+
+
+def _is_integer_counts(matrix: sp.csr_matrix) -> bool:
+    data = matrix.data
+    return bool(data.size == 0 or (data.min() >= 0 and np.allclose(data, np.rint(data))))
+
+
+def read_aligned_counts_backed(
+    path: str | Path, model_genes: list[str], chunk_size: int
+) -> tuple[sp.csr_matrix, pd.DataFrame, dict]:
+    """Counts of a ``.h5ad`` on the model's genes, read ``chunk_size`` cells at a time.
+
+    The file is opened read-only in backed mode; only one chunk of its ``X`` is in
+    memory before it is reduced to the model's genes.
+
+    Returns
+    -------
+    counts : scipy.sparse.csr_matrix
+        Cells x model genes (float32).
+    obs : pandas.DataFrame
+        The file's cell annotations.
+    report : dict
+        What :func:`scgapfill.impute.align_genes` reports.
+    """
+    path = Path(path)
+    if path.suffix != ".h5ad" or not path.is_file():
+        raise ValueError(
+            f"input.path={str(path)!r}: chunked inference reads a .h5ad file; for other formats "
+            "set inference.chunk_size=0 (the whole data set in memory)"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"inference.chunk_size must be >= 1 cell for chunked reading, got {chunk_size}")
+    backed = ad.read_h5ad(path, backed="r")
+    try:
+        gene_names = [str(g) for g in backed.var_names]
+        obs = backed.obs.copy()
+        obs.index = obs.index.astype(str)
+        parts, report = [], None
+        for start in range(0, backed.n_obs, chunk_size):
+            chunk = backed.X[start : min(start + chunk_size, backed.n_obs)]
+            chunk = sp.csr_matrix(chunk, dtype=np.float32)
+            if not _is_integer_counts(chunk):
+                raise ValueError(
+                    f"{path}: X of cells {start}..{start + chunk.shape[0] - 1} is not raw integer counts; "
+                    "chunked inference reads counts from X. Store raw UMI counts in X, or set "
+                    "inference.chunk_size=0 to read layers['counts'] in memory"
+                )
+            aligned, report = align_genes(chunk, gene_names, model_genes)
+            parts.append(aligned.astype(np.float32))
+    finally:
+        backed.file.close()
+    counts = sp.csr_matrix(sp.vstack(parts, format="csr")) if parts else sp.csr_matrix((0, len(model_genes)))
+    if report is None:
+        raise ValueError(f"{path} has no cells")
+    if not obs.index.is_unique:
+        obs.index = ad.utils.make_index_unique(obs.index)
+    return counts, obs, report
+
+
+class StreamedImputation:
+    """The inference result, written to ``.h5ad`` one chunk of cells at a time.
+
+    ``X`` is the log-normalised input, ``layers["counts"]`` the counts and
+    ``layers["imputed"]`` the imputation, as in the training pipeline's output.
+    :class:`scgapfill.datasets.AnnDataDataset` saves it like an AnnData (it has
+    ``write_h5ad``); :meth:`to_memory` builds the AnnData for small data.
+    """
+
+    def __init__(
+        self,
+        bundle: Any,
+        counts: sp.csr_matrix,
+        obs: pd.DataFrame,
+        fill_only_zeros: bool,
+        batch_size: int = 256,
+        chunk_size: int | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.counts = sp.csr_matrix(counts, dtype=np.float32)
+        self.obs = obs
+        self.fill_only_zeros = bool(fill_only_zeros)
+        self.batch_size = int(batch_size)
+        self.chunk_size = chunk_size
+        self.shape = self.counts.shape
+
+    def _skeleton(self) -> ad.AnnData:
+        sf = size_factors(self.counts)
+        obs = self.obs.copy()
+        obs["size_factor"] = sf
+        var = pd.DataFrame(index=pd.Index([str(g) for g in self.bundle.gene_names]))
+        adata = ad.AnnData(
+            X=sp.csr_matrix(lognorm(self.counts, sf), dtype=np.float32), obs=obs, var=var,
+            layers={"counts": self.counts},
+        )
+        adata.uns["imputation"] = {"method": "scgapfill-unet", "space": IMPUTATION_SPACE,
+                                   "fill_only_zeros": self.fill_only_zeros,
+                                   "chunk_size": int(self.chunk_size or self.shape[0])}
+        return adata
+
+    def _chunks(self):
+        return imputed_chunks(self.bundle, self.counts, self.batch_size, self.fill_only_zeros,
+                              chunk_size=self.chunk_size)
+
+    def write_h5ad(self, path: str | Path, compression: str | None = None, **kwargs: Any) -> None:
+        """Write everything but the imputed layer through anndata, then fill that layer chunk by chunk."""
+        import h5py
+
+        self._skeleton().write_h5ad(path, compression=compression, **kwargs)
+        n_cells, n_genes = self.shape
+        rows_per_chunk = max(1, min(self.chunk_size or n_cells, n_cells))
+        with h5py.File(path, "a") as handle:
+            layer = handle["layers"].create_dataset(
+                "imputed", shape=(n_cells, n_genes), dtype="float32", compression=compression,
+                chunks=(min(rows_per_chunk, 1024), n_genes) if n_cells else None,
+            )
+            # The attributes anndata writes for a dense array, so read_h5ad sees an ordinary layer.
+            layer.attrs["encoding-type"] = "array"
+            layer.attrs["encoding-version"] = "0.2.0"
+            for rows, values in self._chunks():
+                layer[rows] = values
+                log.info("imputed cells %d..%d of %d", rows.start, rows.stop - 1, n_cells)
+
+    def to_memory(self) -> ad.AnnData:
+        adata = self._skeleton()
+        imputed = np.empty(self.shape, dtype=np.float32)
+        for rows, values in self._chunks():
+            imputed[rows] = values
+        adata.layers["imputed"] = imputed
+        return adata
