@@ -1,0 +1,95 @@
+"""Peak memory and time of inference: the whole data set in memory against chunked (backed .h5ad).
+
+    python benchmarks/inference_memory.py --cells 40000 --genes 1000 --chunk-size 10240
+
+Trains a throw-away model for one epoch on a small simulation (the figures are about memory, not
+quality), writes a larger simulation as .h5ad, then runs each inference mode in a fresh process and
+prints a table with the machine, the data size, the seconds and the peak RSS of that process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def prepare(workdir: Path, cells: int, genes: int) -> None:
+    import anndata as ad
+
+    from scgapfill.layout import compute_layout
+    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.params import ModelParams, TrainParams
+    from scgapfill.simulate import simulate
+    from scgapfill.train.fit import fit_gapfill
+
+    small = simulate({"n_cells": 400, "n_genes": genes, "seed": 1})
+    counts = small.X.tocsr()
+    names = list(small.var_names)
+    layout = compute_layout(lognorm(counts, size_factors(counts)), names, "correlation", 4)
+    bundle = fit_gapfill(counts, layout, ModelParams(), TrainParams(max_epochs=1, enable_progress_bar=False))
+    bundle.save(workdir / "model.pt")
+    big = simulate({"n_cells": cells, "n_genes": genes, "seed": 2})
+    ad.AnnData(X=big.X.tocsr(), obs=big.obs[[]], var=big.var[[]]).write_h5ad(workdir / "new.h5ad")
+
+
+def run_mode(workdir: Path, mode: str, chunk_size: int) -> None:
+    """One inference in this process; prints seconds and peak RSS."""
+    from scgapfill.datasets import AnnDataDataset
+    from scgapfill.model_io import GapFillBundle
+    from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts
+
+    start = time.perf_counter()
+    bundle = GapFillBundle.load(workdir / "model.pt")
+    chunk = chunk_size if mode == "chunked" else 0
+    aligned, _ = load_aligned_counts({"path": str(workdir / "new.h5ad")}, bundle, {"chunk_size": chunk})
+    result = impute_new(bundle, aligned, {"fill_only_zeros": True, "batch_size": 256}, {"chunk_size": chunk})
+    if mode == "in-memory":
+        result = result.to_memory()  # the dense layer built whole, as before chunking existed
+    AnnDataDataset(filepath=str(workdir / f"out_{mode}.h5ad")).save(result)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{seconds:.1f} {peak_mb:.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", type=int, default=40000)
+    parser.add_argument("--genes", type=int, default=1000)
+    parser.add_argument("--chunk-size", type=int, default=10240)
+    parser.add_argument("--_mode", help=argparse.SUPPRESS)
+    parser.add_argument("--_workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._mode:
+        run_mode(Path(args._workdir), args._mode, args.chunk_size)
+        return
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        prepare(workdir, args.cells, args.genes)
+        dense_mb = args.cells * args.genes * 4 / 2**20
+        print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+              f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+        print(f"data: {args.cells} cells x {args.genes} genes (dense float32 result {dense_mb:.0f} MB), "
+              f"input {(workdir / 'new.h5ad').stat().st_size / 2**20:.0f} MB on disk\n")
+        print("| mode | chunk size | seconds | peak RSS (MB) |")
+        print("|---|---|---|---|")
+        for mode in ("in-memory", "chunked"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--_mode", mode, "--_workdir", str(workdir),
+                 "--chunk-size", str(args.chunk_size)],
+                check=True, capture_output=True, text=True,
+            ).stdout.split()
+            chunk = args.chunk_size if mode == "chunked" else args.cells
+            print(f"| {mode} | {chunk} | {out[-2]} | {out[-1]} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
