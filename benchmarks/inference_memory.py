@@ -54,8 +54,19 @@ def run_mode(workdir: Path, mode: str, chunk_size: int) -> None:
         result = result.to_memory()  # the dense layer built whole, as before chunking existed
     AnnDataDataset(filepath=str(workdir / f"out_{mode}.h5ad")).save(result)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{seconds:.1f} {peak_mb:.0f}")
+    print(f"{seconds:.1f} {peak_rss_mb():.0f}")
+
+
+def peak_rss_mb() -> float:
+    """High-water RSS of this process image. getrusage's ru_maxrss survives exec on Linux, so a
+    child forked from a large parent would report the parent's peak; VmHWM starts afresh."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
