@@ -75,16 +75,18 @@ def read_counts_file(path: str | Path) -> ad.AnnData:
     return adata
 
 
+def is_integer_counts(matrix, max_entries: int | None = 200_000) -> bool:
+    """True if the stored values (the first ``max_entries``; ``None``: all) are non-negative integers."""
+    data = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
+    sample = data if max_entries is None else data[:max_entries]
+    return bool(sample.size == 0 or (sample.min() >= 0 and np.allclose(sample, np.rint(sample))))
+
+
 def _use_count_layer(adata: ad.AnnData, source: str) -> ad.AnnData:
     """Put raw counts in ``X``: take ``layers['counts']`` when ``X`` is not integer counts."""
-    def is_counts(matrix) -> bool:
-        data = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
-        sample = data[: 200_000]
-        return bool(sample.size == 0 or (sample.min() >= 0 and np.allclose(sample, np.rint(sample))))
-
-    if is_counts(adata.X):
+    if is_integer_counts(adata.X):
         return adata
-    if "counts" in adata.layers and is_counts(adata.layers["counts"]):
+    if "counts" in adata.layers and is_integer_counts(adata.layers["counts"]):
         log.info("%s: X is not integer counts; using layers['counts']", source)
         adata.X = adata.layers["counts"].copy()
         return adata

@@ -19,16 +19,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .impute import align_genes, imputed_chunks
+from .io import is_integer_counts
 from .normalization import lognorm, size_factors
 
 log = logging.getLogger(__name__)
 
 IMPUTATION_SPACE = "log1p(counts / size_factor * 1e4)"
-
-
-def _is_integer_counts(matrix: sp.csr_matrix) -> bool:
-    data = matrix.data
-    return bool(data.size == 0 or (data.min() >= 0 and np.allclose(data, np.rint(data))))
 
 
 def read_aligned_counts_backed(
@@ -65,7 +61,7 @@ def read_aligned_counts_backed(
         for start in range(0, backed.n_obs, chunk_size):
             chunk = backed.X[start : min(start + chunk_size, backed.n_obs)]
             chunk = sp.csr_matrix(chunk, dtype=np.float32)
-            if not _is_integer_counts(chunk):
+            if not is_integer_counts(chunk, max_entries=None):
                 raise ValueError(
                     f"{path}: X of cells {start}..{start + chunk.shape[0] - 1} is not raw integer counts; "
                     "chunked inference reads counts from X. Store raw UMI counts in X, or set "
