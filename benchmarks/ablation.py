@@ -63,6 +63,19 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+def overrides(items: list[str]) -> dict:
+    """``["train.max_epochs=5", ...]`` as nested dicts for :func:`merge` (values read as YAML)."""
+    out: dict = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        cursor = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            cursor = cursor.setdefault(part, {})
+        cursor[leaf] = yaml.safe_load(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))
@@ -73,16 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    base = base_parameters()
-    for item in args.set:
-        key, value = item.split("=", 1)
-        node = {}
-        cursor = node
-        parts = key.split(".")
-        for part in parts[:-1]:
-            cursor = cursor.setdefault(part, {})
-        cursor[parts[-1]] = yaml.safe_load(value)
-        base = merge(base, node)
+    base = merge(base_parameters(), overrides(args.set))
     base["train"] = {**base.get("train", {}), "enable_progress_bar": False}
     base["benchmark"] = {"datasets": args.datasets, "methods": [], "n_seeds": args.seeds}
     methods = {name: unet_method(merge(base, CONFIGS[name])) for name in args.configs}

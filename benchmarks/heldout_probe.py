@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import pearsonr, poisson
 
-from ablation import base_parameters, merge
+from ablation import base_parameters, merge, overrides
 from scgapfill import masks
 from scgapfill.benchmark import prepare_dataset
 from scgapfill.evaluate import build_evaluation_data
@@ -32,20 +32,6 @@ from scgapfill.normalization import lognorm, size_factors
 from scgapfill.params import parse
 from scgapfill.train.data import neighbour_context
 from scgapfill.train.fit import fit_gapfill
-
-
-def overrides(items: list[str]) -> dict:
-    import yaml
-
-    out: dict = {}
-    for item in items:
-        key, value = item.split("=", 1)
-        cursor = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            cursor = cursor.setdefault(part, {})
-        cursor[leaf] = yaml.safe_load(value)
-    return out
 
 
 def main() -> None:
