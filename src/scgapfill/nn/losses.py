@@ -169,13 +169,13 @@ def loss_terms(
         "poisson": zero,
         "nb": zero,
     }
-    if poisson:
+    if poisson or nb:
         mu, counts = to_counts(pred), to_counts(target).round()
+    if poisson:
         terms["poisson"] = masked_poisson_nll(mu, counts, hidden) + (
             unmasked * masked_poisson_nll(mu, counts, visible) if unmasked else zero
         )
     if nb:
-        mu, counts = to_counts(pred), to_counts(target).round()
         terms["nb"] = masked_nb_nll(mu, counts, log_theta, hidden) + (
             unmasked * masked_nb_nll(mu, counts, log_theta, visible) if unmasked else zero
         )
