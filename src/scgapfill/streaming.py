@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .impute import align_genes, imputed_chunks
+from .impute import align_genes, impute_counts, imputed_chunks
 from .io import is_integer_counts
 from .normalization import lognorm, size_factors
 
@@ -54,10 +54,12 @@ def read_aligned_counts_backed(
         raise ValueError(f"inference.chunk_size must be >= 1 cell for chunked reading, got {chunk_size}")
     backed = ad.read_h5ad(path, backed="r")
     try:
+        if backed.n_obs == 0:
+            raise ValueError(f"{path} has no cells")
         gene_names = [str(g) for g in backed.var_names]
         obs = backed.obs.copy()
         obs.index = obs.index.astype(str)
-        parts, report = [], None
+        parts = []
         for start in range(0, backed.n_obs, chunk_size):
             chunk = backed.X[start : min(start + chunk_size, backed.n_obs)]
             chunk = sp.csr_matrix(chunk, dtype=np.float32)
@@ -71,9 +73,7 @@ def read_aligned_counts_backed(
             parts.append(aligned.astype(np.float32))
     finally:
         backed.file.close()
-    counts = sp.csr_matrix(sp.vstack(parts, format="csr")) if parts else sp.csr_matrix((0, len(model_genes)))
-    if report is None:
-        raise ValueError(f"{path} has no cells")
+    counts = sp.csr_matrix(sp.vstack(parts, format="csr"))
     if not obs.index.is_unique:
         obs.index = ad.utils.make_index_unique(obs.index)
     return counts, obs, report
@@ -143,9 +143,7 @@ class StreamedImputation:
                 log.info("imputed cells %d..%d of %d", rows.start, rows.stop - 1, n_cells)
 
     def to_memory(self) -> ad.AnnData:
+        """The whole result as an AnnData, the dense layer built at once (small data, comparisons)."""
         adata = self._skeleton()
-        imputed = np.empty(self.shape, dtype=np.float32)
-        for rows, values in self._chunks():
-            imputed[rows] = values
-        adata.layers["imputed"] = imputed
+        adata.layers["imputed"] = impute_counts(self.bundle, self.counts, self.batch_size, self.fill_only_zeros)
         return adata
