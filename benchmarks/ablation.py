@@ -36,6 +36,8 @@ CONFIGS: dict[str, dict] = {
     "context_steps1": {"model": {"context_steps": 1}},
     "context_steps3": {"model": {"context_steps": 3}},
     "context_residual": {"model": {"context_residual": True}},
+    "context_counts": {"model": {"context_space": "counts"}},
+    "context_log": {"model": {"context_space": "log"}},
     # training masks (default: uniform)
     "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
     # loss terms (default: Poisson alone)

@@ -65,7 +65,8 @@ def main() -> None:
         return f"{pearsonr(np.asarray(pred, dtype=np.float64).ravel(), truth)[0]:.4f}"
 
     unet = imputed[rows, cols]
-    context = neighbour_context(values, model.context_k, model.context_n_pcs, 0, model.context_steps)[rows, cols]
+    context = neighbour_context(values, model.context_k, model.context_n_pcs, 0, model.context_steps,
+                                model.context_space)[rows, cols]
     rate = np.expm1(unet) * sf[rows] / 1e4  # expected count of each held-out entry
     x = np.arange(0, 400)[:, None]
     pmf = poisson.pmf(x, rate[None, :])

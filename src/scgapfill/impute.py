@@ -102,7 +102,7 @@ def imputed_chunks(
     import torch
 
     from .nn import network_input
-    from .train.data import GeneScaler, as_counts_matrix, neighbour_walk
+    from .train.data import GeneScaler, as_counts_matrix, neighbour_walk, walk_mean
 
     if batch_size < 1:
         raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
@@ -137,7 +137,8 @@ def imputed_chunks(
         scaled = scaler.transform(chunk_values)
         context = None
         if walk is not None:
-            context = scaler.transform(np.asarray((walk[chunk] @ values).toarray(), dtype=np.float32))
+            space = bundle.model_params.get("context_space", "log")  # bundles saved before the option
+            context = scaler.transform(walk_mean(walk[chunk], values, space))
         out = np.empty((chunk_values.shape[0], n_genes), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, out.shape[0], batch_size):

@@ -107,7 +107,7 @@ class GeneScaler:
 
 
 def neighbour_context(
-    lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, steps: int = 1
+    lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, steps: int = 1, space: str = "log"
 ) -> np.ndarray:
     """Mean log-normalised profile of each cell's ``k`` nearest neighbours, the cell itself excluded.
 
@@ -126,6 +126,9 @@ def neighbour_context(
         Random-walk steps on the kNN graph (MAGIC-like diffusion). ``1`` is the plain
         neighbour mean; for more steps the walks that return to the cell are removed
         and the rows renormalised, so the cell's own values still never come back.
+    space
+        ``"log"`` averages the log-normalised values; ``"counts"`` averages the normalised
+        counts ``expm1(lognorm)`` and takes ``log1p`` of the mean (see :func:`walk_mean`).
 
     Returns
     -------
@@ -138,8 +141,27 @@ def neighbour_context(
     hidden, and its own value must not come back through the context channel.
     """
     X = sp.csr_matrix(lognorm, dtype=np.float64)
-    context = neighbour_walk(X, k, n_pcs, seed, steps) @ X
-    return np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float32)
+    return walk_mean(neighbour_walk(X, k, n_pcs, seed, steps), X, space)
+
+
+def walk_mean(walk: sp.spmatrix, lognorm: sp.csr_matrix, space: str = "log") -> np.ndarray:
+    """Context rows ``walk @ values`` in log-normalised space, dense float32.
+
+    ``space="counts"`` averages ``expm1(lognorm)`` (counts per 1e4) and returns the log1p of
+    that mean: the log of the neighbours' expression level, which is what a count model
+    estimates, rather than the mean of their logs, which sinks wherever zeros are common.
+    """
+    if space not in ("log", "counts"):
+        raise ValueError(f"model.context_space must be 'log' or 'counts', got {space!r}")
+    X = sp.csr_matrix(lognorm, dtype=np.float64)
+    if space == "counts":
+        X = X.copy()
+        X.data = np.expm1(X.data)
+    context = walk @ X
+    context = np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float64)
+    if space == "counts":
+        context = np.log1p(context)
+    return context.astype(np.float32)
 
 
 def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, steps: int = 1) -> sp.csr_matrix:

@@ -199,7 +199,7 @@ def fit_gapfill(
         context = scaler.transform(
             neighbour_context(
                 values, model_params.context_k, model_params.context_n_pcs, train_params.seed,
-                model_params.context_steps,
+                model_params.context_steps, model_params.context_space,
             )
         )
 
