@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -173,3 +174,35 @@ def test_nb_loss_trains_its_dispersions_alongside_the_network(masked, layout, mo
     assert np.isfinite(nb_bundle.history["val_loss"]).all()
     # The dispersions belong to training only: the saved network is the same shape as without them.
     assert not any("theta" in key for key in nb_bundle.state_dict)
+
+
+def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
+    from scgapfill.train.data import neighbour_walk, walk_mean
+
+    rng = np.random.default_rng(2)
+    X = sp.csr_matrix(np.log1p(rng.poisson(1.5, size=(30, 12)).astype(float) * 100))
+    walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=2)
+    counts_space = neighbour_context(X, k=4, n_pcs=5, seed=0, steps=2, space="counts")
+    np.testing.assert_allclose(counts_space, np.log1p(walk @ np.expm1(X.toarray())), rtol=1e-5)
+    np.testing.assert_allclose(walk_mean(walk, X, "counts"), counts_space)
+    # Jensen: the log of a mean is at least the mean of the logs, strictly where neighbours differ.
+    log_space = neighbour_context(X, k=4, n_pcs=5, seed=0, steps=2)
+    assert np.all(counts_space >= log_space - 1e-5) and (counts_space > log_space + 1e-3).any()
+    with pytest.raises(ValueError, match="context_space"):
+        walk_mean(walk, X, "linear")
+
+
+def test_imputation_uses_the_context_space_the_model_was_trained_with(masked, layout, model_params, train_params):
+    from scgapfill.params import ModelParams, TrainParams
+
+    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1})
+    counts_bundle = fit_gapfill(masked, layout, ModelParams(**{**model_params.model_dump(), "context_space": "counts"}),
+                                params)
+    assert counts_bundle.model_params["context_space"] == "counts"
+    as_trained = impute_counts(counts_bundle, masked)
+    counts_bundle.model_params["context_space"] = "log"
+    assert not np.allclose(impute_counts(counts_bundle, masked), as_trained)
+    # Bundles saved before the option have no key and were trained on the log-space context.
+    del counts_bundle.model_params["context_space"]
+    log_bundle = dataclasses.replace(counts_bundle, model_params={**counts_bundle.model_params, "context_space": "log"})
+    np.testing.assert_array_equal(impute_counts(counts_bundle, masked), impute_counts(log_bundle, masked))
