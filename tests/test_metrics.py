@@ -266,3 +266,20 @@ def test_clustering_scores_reuses_a_given_before_clustering():
         metrics.clustering_scores(None, values, labels)
     with pytest.raises(ValueError, match="clusters_before has shape"):
         metrics.clustering_scores(None, values, labels, clusters_before=before[:5])
+
+
+def test_heldout_truth_mean_pearson_scores_only_the_heldout_entries():
+    truth_counts, truth_mean, sf = _independent_truth()
+    mean_ln = lognorm(truth_mean, sf)
+    rows, cols = np.arange(0, 300, 3), np.arange(300) % 40
+    rows, cols = np.repeat(rows, 2), cols[: rows.size * 2]
+    assert "heldout_truth_mean_pearson" not in truth_scores(mean_ln, truth_counts, truth_mean, sf)
+    spoiled = mean_ln.copy()
+    untouched = np.ones(spoiled.shape, dtype=bool)
+    untouched[rows, cols] = False
+    spoiled[untouched] = 0.0  # wrong everywhere except at the held-out entries
+    scores = truth_scores(spoiled, truth_counts, truth_mean, sf, heldout=(rows, cols))
+    assert scores["heldout_truth_mean_pearson"] == pytest.approx(1.0)
+    assert scores["truth_mean_pearson"] < 0.9
+    noisy = mean_ln + np.random.default_rng(3).normal(0.0, 1.0, size=mean_ln.shape)
+    assert truth_scores(noisy, truth_counts, truth_mean, sf, heldout=(rows, cols))["heldout_truth_mean_pearson"] < 0.9

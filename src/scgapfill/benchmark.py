@@ -32,6 +32,7 @@ MODEL = "unet"
 SUMMARY_METRICS = [
     "heldout_rmse", "heldout_pearson", "heldout_cell_pearson_median", "mcv_mse", "mcv_poisson",
     "ari_before", "ari_after", "truth_rmse", "truth_pearson", "truth_mean_rmse", "truth_mean_pearson",
+    "heldout_truth_mean_pearson",
     "false_corr_rate", "seconds",
 ]
 

@@ -146,7 +146,7 @@ def score_method(
         scores.update(
             metrics.truth_scores(
                 imputed, data.truth_counts, data.truth_mean, data.size_factors,
-                max_genes_corr=params.max_genes_corr, seed=params.seed,
+                max_genes_corr=params.max_genes_corr, seed=params.seed, heldout=(data.rows, data.cols),
             )
         )
     return MethodScores(scores, per_cell_table(data, imputed, before, clusters_after), clusters_after)

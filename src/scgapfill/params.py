@@ -101,7 +101,7 @@ class ModelParams(_Params):
     context_n_pcs: int = Field(30, ge=2)
     context_steps: int = Field(2, ge=1, le=10)
     # Average the neighbours' log values ("log") or their normalised counts, then log ("counts").
-    context_space: Literal["log", "counts"] = "log"
+    context_space: Literal["log", "counts"] = "counts"
     # Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.
     context_residual: bool = False
     # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
