@@ -102,7 +102,7 @@ def imputed_chunks(
     import torch
 
     from .nn import network_input
-    from .train.data import GeneScaler, as_counts_matrix, neighbour_walk, walk_mean
+    from .train.data import GeneScaler, as_counts_matrix, context_source, neighbour_walk, walk_mean
 
     if batch_size < 1:
         raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
@@ -116,8 +116,10 @@ def imputed_chunks(
         )
     values = sp.csr_matrix(lognorm(counts, size_factors(counts)), dtype=np.float64)
     scaler = GeneScaler.from_dict(bundle.scaler)
-    walk = None
+    walk = source = None
+    space = bundle.model_params.get("context_space", "log")  # bundles saved before the option: log
     if bundle.model_params["context_channel"]:
+        source = context_source(values, space)  # once: each chunk's context averages every cell
         walk = neighbour_walk(
             values,
             int(bundle.model_params["context_k"]),
@@ -137,8 +139,7 @@ def imputed_chunks(
         scaled = scaler.transform(chunk_values)
         context = None
         if walk is not None:
-            space = bundle.model_params.get("context_space", "log")  # bundles saved before the option
-            context = scaler.transform(walk_mean(walk[chunk], values, space))
+            context = scaler.transform(walk_mean(walk[chunk], source, space))
         out = np.empty((chunk_values.shape[0], n_genes), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, out.shape[0], batch_size):

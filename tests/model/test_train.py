@@ -177,19 +177,21 @@ def test_nb_loss_trains_its_dispersions_alongside_the_network(masked, layout, mo
 
 
 def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
-    from scgapfill.train.data import neighbour_walk, walk_mean
+    from scgapfill.train.data import context_source, neighbour_walk, walk_mean
 
     rng = np.random.default_rng(2)
     X = sp.csr_matrix(np.log1p(rng.poisson(1.5, size=(30, 12)).astype(float) * 100))
     walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=2)
     counts_space = neighbour_context(X, k=4, n_pcs=5, seed=0, steps=2, space="counts")
     np.testing.assert_allclose(counts_space, np.log1p(walk @ np.expm1(X.toarray())), rtol=1e-5)
-    np.testing.assert_allclose(walk_mean(walk, X, "counts"), counts_space)
+    np.testing.assert_allclose(walk_mean(walk, context_source(X, "counts"), "counts"), counts_space)
     # Jensen: the log of a mean is at least the mean of the logs, strictly where neighbours differ.
     log_space = neighbour_context(X, k=4, n_pcs=5, seed=0, steps=2)
     assert np.all(counts_space >= log_space - 1e-5) and (counts_space > log_space + 1e-3).any()
     with pytest.raises(ValueError, match="context_space"):
         walk_mean(walk, X, "linear")
+    with pytest.raises(ValueError, match="context_space"):
+        context_source(X, "linear")
 
 
 def test_imputation_uses_the_context_space_the_model_was_trained_with(masked, layout, model_params, train_params):

@@ -141,23 +141,35 @@ def neighbour_context(
     hidden, and its own value must not come back through the context channel.
     """
     X = sp.csr_matrix(lognorm, dtype=np.float64)
-    return walk_mean(neighbour_walk(X, k, n_pcs, seed, steps), X, space)
+    return walk_mean(neighbour_walk(X, k, n_pcs, seed, steps), context_source(X, space), space)
 
 
-def walk_mean(walk: sp.spmatrix, lognorm: sp.csr_matrix, space: str = "log") -> np.ndarray:
-    """Context rows ``walk @ values`` in log-normalised space, dense float32.
-
-    ``space="counts"`` averages ``expm1(lognorm)`` (counts per 1e4) and returns the log1p of
-    that mean: the log of the neighbours' expression level, which is what a count model
-    estimates, rather than the mean of their logs, which sinks wherever zeros are common.
-    """
+def _check_space(space: str) -> None:
     if space not in ("log", "counts"):
         raise ValueError(f"model.context_space must be 'log' or 'counts', got {space!r}")
+
+
+def context_source(lognorm: Any, space: str = "log") -> sp.csr_matrix:
+    """The matrix the neighbour walk averages: ``lognorm`` itself (``"log"``) or ``expm1(lognorm)``,
+    the counts per 1e4 (``"counts"``). Computed once, then averaged chunk by chunk by :func:`walk_mean`."""
+    _check_space(space)
     X = sp.csr_matrix(lognorm, dtype=np.float64)
     if space == "counts":
         X = X.copy()
         X.data = np.expm1(X.data)
-    context = walk @ X
+    return X
+
+
+def walk_mean(walk: sp.spmatrix, source: sp.csr_matrix, space: str = "log") -> np.ndarray:
+    """Context rows ``walk @ source`` in log-normalised space, dense float32.
+
+    ``source`` comes from :func:`context_source` with the same ``space``. For ``"counts"`` the
+    result is the log1p of the neighbours' mean count per 1e4: the log of their expression level,
+    which is what a count model estimates, rather than the mean of their logs, which sinks
+    wherever zeros are common.
+    """
+    _check_space(space)
+    context = walk @ source
     context = np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float64)
     if space == "counts":
         context = np.log1p(context)
