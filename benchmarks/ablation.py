@@ -46,6 +46,7 @@ CONFIGS: dict[str, dict] = {
     "loss_poisson_tv": {"train": {"loss": {"gamma": 0.05}}},
     "loss_poisson_mae": {"train": {"loss": {"beta": 0.5}}},
     "loss_nb": {"train": {"loss": {"poisson": 0.0, "nb": 1.0}}},
+    "loss_zip": {"train": {"loss": {"poisson": 0.0, "zip": 1.0}}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }

@@ -154,3 +154,55 @@ def test_nb_weight_needs_dispersions_and_trains_them():
     assert terms["loss"].item() == pytest.approx(terms["nb"].item()) and terms["poisson"].item() == 0.0
     terms["loss"].backward()
     assert log_theta.grad is not None and log_theta.grad.abs().sum() > 0
+
+
+def test_zip_term_by_hand_and_its_curve_recovered_from_zero_inflated_counts():
+    from scipy.stats import poisson
+
+    from scgapfill.nn.losses import masked_zip_nll
+
+    counts = torch.tensor([0.0, 1.0, 2.0, 7.0]).view(1, 1, 2, 2)
+    mask = torch.ones_like(counts, dtype=torch.bool)
+    mu, curve = 1.7, torch.tensor([0.3, -1.0])
+    drop = 1.0 / (1.0 + np.exp(-(0.3 - np.log(mu))))
+    c = counts.numpy().ravel()
+    expected = -np.where(c > 0, np.log(1 - drop) + poisson.logpmf(c, mu), np.log(drop + (1 - drop) * np.exp(-mu)))
+    got = masked_zip_nll(torch.full_like(counts, mu), counts, curve, mask).item()
+    assert got == pytest.approx(expected.mean(), rel=1e-4)
+    # Without dropout (logit -> -inf) it is the Poisson likelihood.
+    no_drop = masked_zip_nll(torch.full_like(counts, mu), counts, torch.tensor([-40.0, 0.0]), mask).item()
+    assert no_drop == pytest.approx(-poisson.logpmf(c, mu).mean(), rel=1e-4)
+
+    # Counts drawn with a known curve: fitting the curve (means known) finds it, and a plain
+    # Poisson fit of the same zeros would have put the means too low.
+    gen = torch.Generator().manual_seed(0)
+    means = torch.exp(torch.empty(1, 1, 100, 100).uniform_(-2.0, 3.0, generator=gen))
+    true_curve = torch.tensor([0.5, -1.2])
+    dropped = torch.rand(means.shape, generator=gen) < torch.sigmoid(true_curve[0] + true_curve[1] * means.log())
+    sample = torch.poisson(means, generator=gen) * ~dropped
+    fitted = torch.zeros(2, requires_grad=True)
+    optimiser = torch.optim.Adam([fitted], lr=0.05)
+    full = torch.ones_like(sample, dtype=torch.bool)
+    for _ in range(400):
+        optimiser.zero_grad()
+        masked_zip_nll(means, sample, fitted, full).backward()
+        optimiser.step()
+    np.testing.assert_allclose(fitted.detach().numpy(), true_curve.numpy(), atol=0.15)
+
+
+def test_zip_weight_needs_its_curve_and_trains_it():
+    pred = torch.full((1, 1, 2, 2), 0.5, requires_grad=True)
+    target = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2)
+    mask = torch.ones_like(target, dtype=torch.bool)
+    params = LossParams(poisson=0.0, zip=1.0)
+
+    def to_counts(grid):
+        return torch.expm1(grid * 4.0) * 500 / 1e4
+
+    with pytest.raises(ValueError, match="dropout_curve"):
+        loss_terms(pred, target, mask, mask, params, to_counts)
+    curve = torch.tensor([-3.0, 0.0], requires_grad=True)
+    terms = loss_terms(pred, target, mask, mask, params, to_counts, dropout_curve=curve)
+    assert terms["loss"].item() == pytest.approx(terms["zip"].item()) and terms["poisson"].item() == 0.0
+    terms["loss"].backward()
+    assert curve.grad is not None and curve.grad.abs().sum() > 0

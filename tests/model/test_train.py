@@ -176,6 +176,26 @@ def test_nb_loss_trains_its_dispersions_alongside_the_network(masked, layout, mo
     assert not any("theta" in key for key in nb_bundle.state_dict)
 
 
+def test_zip_loss_trains_its_dropout_curve_alongside_the_network(masked, layout, model_params, train_params):
+    from scgapfill.params import TrainParams
+    from scgapfill.train.module import GapFillModule
+
+    loss = {**train_params.loss.model_dump(), "poisson": 0.0, "zip": 1.0}
+    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1, "loss": loss})
+    module = GapFillModule(model_params.model_dump(), params.model_dump())
+    assert module.dropout_curve is not None and module.dropout_curve.requires_grad
+    # The curve is an optimiser parameter, with a faster rate than the network's.
+    groups = module.configure_optimizers().param_groups
+    assert any(g["params"][0] is module.dropout_curve and g["lr"] > params.lr for g in groups)
+    zip_bundle = fit_gapfill(masked, layout, model_params, params)
+    assert np.isfinite(zip_bundle.history["val_loss"]).all()
+    # Training-only, like the dispersions: the saved network is the same shape as without it.
+    assert not any("curve" in key for key in zip_bundle.state_dict)
+    # ... but the fitted curve is reported, moved from its flat 5% start.
+    assert zip_bundle.info["dropout_curve_intercept"] != pytest.approx(np.log(0.05 / 0.95))
+    assert np.isfinite(zip_bundle.info["dropout_curve_slope"])
+
+
 def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
     from scgapfill.train.data import context_source, neighbour_walk, walk_mean
 

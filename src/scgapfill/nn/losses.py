@@ -59,6 +59,26 @@ def masked_nb_nll(
     return _weighted_mean(nll, weight)
 
 
+def masked_zip_nll(
+    rate_pred: torch.Tensor, counts: torch.Tensor, curve: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Zero-inflated Poisson negative log-likelihood over the masked entries (0 if there are none).
+
+    ``rate_pred`` is the expected count *before* dropout; an entry drops out with probability
+    ``sigmoid(curve[0] + curve[1] * log(rate))``: one logistic curve in the log mean for the whole
+    data set (the dropout model of Splatter, and the Michaelis-Menten curve of M3Drop when
+    ``curve[1] = -1``). The network's output is then the expression level absent dropout.
+    """
+    mu = rate_pred + 1e-6
+    logit = curve[0] + curve[1] * torch.log(mu)
+    log_keep = F.logsigmoid(-logit)
+    log_poisson = counts * torch.log(mu) - mu - torch.lgamma(counts + 1.0)
+    log_zero = torch.logaddexp(F.logsigmoid(logit), log_keep - mu)
+    nll = -torch.where(counts > 0, log_keep + log_poisson, log_zero)
+    weight = mask.expand_as(rate_pred).to(rate_pred.dtype)
+    return _weighted_mean(nll, weight)
+
+
 def total_variation(grid: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute difference of horizontally and vertically adjacent pixels.
 
@@ -110,7 +130,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = 
 
 
 # Terms added after the first release: bundles saved before them lack the key.
-_LATER_TERMS = {"poisson": 0.0, "nb": 0.0}
+_LATER_TERMS = {"poisson": 0.0, "nb": 0.0, "zip": 0.0}
 
 
 def _weight(loss_params: Any, name: str) -> float:
@@ -129,6 +149,7 @@ def loss_terms(
     loss_params: Any,
     to_counts: Any = None,
     log_theta: torch.Tensor | None = None,
+    dropout_curve: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every term of :func:`gapfill_loss` and their weighted sum under ``"loss"``.
 
@@ -155,9 +176,9 @@ def loss_terms(
     visible = valid & ~hidden
     alpha, beta, gamma = (_weight(loss_params, k) for k in ("alpha", "beta", "gamma"))
     ssim_weight, unmasked = _weight(loss_params, "ssim"), _weight(loss_params, "unmasked_weight")
-    poisson, nb = _weight(loss_params, "poisson"), _weight(loss_params, "nb")
+    poisson, nb, zip_ = _weight(loss_params, "poisson"), _weight(loss_params, "nb"), _weight(loss_params, "zip")
     zero = pred.new_zeros(())
-    if (poisson or nb) and to_counts is None:
+    if (poisson or nb or zip_) and to_counts is None:
         raise ValueError("the poisson and nb loss terms need to_counts (size factors and gene scales)")
     if nb and log_theta is None:
         raise ValueError("the nb loss term needs log_theta (the per-gene log inverse dispersion)")
@@ -168,8 +189,11 @@ def loss_terms(
         "ssim": 1.0 - ssim(pred, target, valid) if ssim_weight else zero,
         "poisson": zero,
         "nb": zero,
+        "zip": zero,
     }
-    if poisson or nb:
+    if zip_ and dropout_curve is None:
+        raise ValueError("the zip loss term needs dropout_curve (the two parameters of the dropout curve)")
+    if poisson or nb or zip_:
         mu, counts = to_counts(pred), to_counts(target).round()
     if poisson:
         terms["poisson"] = masked_poisson_nll(mu, counts, hidden) + (
@@ -179,9 +203,13 @@ def loss_terms(
         terms["nb"] = masked_nb_nll(mu, counts, log_theta, hidden) + (
             unmasked * masked_nb_nll(mu, counts, log_theta, visible) if unmasked else zero
         )
+    if zip_:
+        terms["zip"] = masked_zip_nll(mu, counts, dropout_curve, hidden) + (
+            unmasked * masked_zip_nll(mu, counts, dropout_curve, visible) if unmasked else zero
+        )
     terms["loss"] = (
         alpha * terms["mse"] + beta * terms["mae"] + gamma * terms["tv"] + ssim_weight * terms["ssim"]
-        + poisson * terms["poisson"] + nb * terms["nb"]
+        + poisson * terms["poisson"] + nb * terms["nb"] + zip_ * terms["zip"]
     )
     return terms
 
@@ -194,6 +222,7 @@ def gapfill_loss(
     loss_params: Any,
     to_counts: Any = None,
     log_theta: torch.Tensor | None = None,
+    dropout_curve: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM) + poisson*PoissonNLL + nb*NegBinNLL``.
 
@@ -201,4 +230,4 @@ def gapfill_loss(
     ``unmasked_weight`` times the same over the visible valid entries. See
     :func:`loss_terms` for the parameters.
     """
-    return loss_terms(pred, target, train_mask, valid, loss_params, to_counts, log_theta)["loss"]
+    return loss_terms(pred, target, train_mask, valid, loss_params, to_counts, log_theta, dropout_curve)["loss"]

@@ -259,6 +259,11 @@ def fit_gapfill(
             rows = json.load(stream)
 
     state_dict = {k[len("net.") :]: v.cpu() for k, v in best["state_dict"].items() if k.startswith("net.")}
+    # The zip term's fitted dropout curve is not part of the network, but it is a finding about the data.
+    curve = best["state_dict"].get("dropout_curve")
+    curve_info = {} if curve is None else {
+        "dropout_curve_intercept": float(curve[0]), "dropout_curve_slope": float(curve[1]),
+    }
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "seconds"])
     seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
     cells_per_s = len(train_cells) / seconds_per_epoch if seconds_per_epoch > 0 else float("nan")
@@ -288,5 +293,6 @@ def fit_gapfill(
             "precision": precision,
             "accelerator": str(train_params.accelerator),
             "strategy": str(train_params.strategy),
+            **curve_info,
         },
     )

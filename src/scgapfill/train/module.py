@@ -49,6 +49,11 @@ class GapFillModule(L.LightningModule):
         self.log_theta = None
         if float(self.train_params["loss"].get("nb", 0.0)):
             self.log_theta = torch.nn.Parameter(torch.full(tuple(self.gene_scale.shape), float(np.log(10.0))))
+        # Dropout curve of the zip loss term, logit = a + b*log(mean): training-only like log_theta.
+        # Starts flat at 5% dropout, so the data alone decide how dropout falls with the mean.
+        self.dropout_curve = None
+        if float(self.train_params["loss"].get("zip", 0.0)):
+            self.dropout_curve = torch.nn.Parameter(torch.tensor([float(np.log(0.05 / 0.95)), 0.0]))
         # Generators live on the batch's device and are made lazily (a CPU generator
         # cannot draw CUDA tensors; a torch.Generator cannot be pickled for ddp_spawn).
         self._train_generator: torch.Generator | None = None
@@ -82,7 +87,8 @@ class GapFillModule(L.LightningModule):
                 # scaled value -> log1p(count / sf * 1e4) -> expected count
                 return torch.expm1(grid.float() * self.gene_scale) * size_factor / 1e4
 
-        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"], to_counts, self.log_theta)
+        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"], to_counts, self.log_theta,
+                            self.dropout_curve)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self._train_generator is None:
@@ -105,8 +111,15 @@ class GapFillModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        parameters = list(self.net.parameters()) + ([self.log_theta] if self.log_theta is not None else [])
-        return torch.optim.Adam(parameters, lr=float(self.train_params["lr"]))
+        lr = float(self.train_params["lr"])
+        groups = [{"params": list(self.net.parameters())}]
+        if self.log_theta is not None:
+            groups.append({"params": [self.log_theta]})
+        if self.dropout_curve is not None:
+            # Two numbers shared by every entry: at the network's rate they would take most of
+            # training to settle, and the network's estimate of the mean waits for them.
+            groups.append({"params": [self.dropout_curve], "lr": lr * 10})
+        return torch.optim.Adam(groups, lr=lr)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
