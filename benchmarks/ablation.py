@@ -40,12 +40,13 @@ CONFIGS: dict[str, dict] = {
     "context_log": {"model": {"context_space": "log"}},
     # training masks (default: uniform)
     "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
-    # loss terms (default: Poisson alone)
-    "loss_mse": {"train": {"loss": {"alpha": 1.0, "poisson": 0.0}}},
-    "loss_mse_poisson": {"train": {"loss": {"alpha": 1.0, "poisson": 1.0}}},
-    "loss_poisson_tv": {"train": {"loss": {"gamma": 0.05}}},
-    "loss_poisson_mae": {"train": {"loss": {"beta": 0.5}}},
-    "loss_nb": {"train": {"loss": {"poisson": 0.0, "nb": 1.0}}},
+    # loss terms (default: zero-inflated Poisson alone); every row names all the likelihood terms
+    "loss_mse": {"train": {"loss": {"alpha": 1.0, "poisson": 0.0, "zip": 0.0}}},
+    "loss_mse_poisson": {"train": {"loss": {"alpha": 1.0, "poisson": 1.0, "zip": 0.0}}},
+    "loss_poisson": {"train": {"loss": {"poisson": 1.0, "zip": 0.0}}},
+    "loss_poisson_tv": {"train": {"loss": {"gamma": 0.05, "poisson": 1.0, "zip": 0.0}}},
+    "loss_poisson_mae": {"train": {"loss": {"beta": 0.5, "poisson": 1.0, "zip": 0.0}}},
+    "loss_nb": {"train": {"loss": {"poisson": 0.0, "nb": 1.0, "zip": 0.0}}},
     "loss_zip": {"train": {"loss": {"poisson": 0.0, "zip": 1.0}}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},

@@ -1,6 +1,6 @@
 """Where does the U-Net's held-out Pearson stand against its own context and against what is attainable?
 
-    python benchmarks/heldout_probe.py --dataset simulated --seed 0 --set train.loss.poisson=0 train.loss.nb=1
+    python benchmarks/heldout_probe.py --dataset simulated --seed 0 --set train.loss.zip=0 train.loss.nb=1
 
 Trains the default model (plus the --set overrides) on one data set and mask seed, then scores on
 the held-out entries: the U-Net, its neighbour context alone, blends of the two, MAGIC, the

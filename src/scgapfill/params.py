@@ -114,12 +114,12 @@ class LossParams(_Params):
     gamma: float = Field(0.0, ge=0)
     ssim: float = Field(0.0, ge=0)
     # Poisson likelihood of the hidden counts (expected count = rate x size factor): an extra term.
-    poisson: float = Field(1.0, ge=0)
+    poisson: float = Field(0.0, ge=0)
     # Negative binomial likelihood of the hidden counts, one dispersion per gene learned in training.
     nb: float = Field(0.0, ge=0)
     # Zero-inflated Poisson likelihood, one logistic dropout curve in the log mean learned in training:
     # the output becomes the expression level absent dropout.
-    zip: float = Field(0.0, ge=0)
+    zip: float = Field(1.0, ge=0)
     unmasked_weight: float = Field(0.0, ge=0)
 
 
