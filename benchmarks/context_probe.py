@@ -1,11 +1,12 @@
 """How much does the neighbour context alone carry? Scores the context channel itself as an imputation.
 
     python benchmarks/context_probe.py --datasets pbmc68k_reduced simulated
+    python benchmarks/context_probe.py --spaces counts --seeds 3 --sweep   # k x PCs x steps, mean of 3 seeds
 
-For each (k, diffusion steps, space) the context (mean of the cell's neighbours, the cell itself
+For each (k, PCs, diffusion steps, space) the context (mean of the cell's neighbours, the cell itself
 excluded, computed from the masked counts; ``log``: mean of the log values, ``counts``: log1p of the
-mean normalised count) is scored on the held-out entries of mask seed 0, and, on simulations,
-against the truth with the observed counts kept. A U-Net that does not beat these numbers adds
+mean normalised count) is scored on the held-out entries of mask seed 0 (or the mean over --seeds),
+and, on simulations, against the truth with the observed counts kept. A U-Net that does not beat these numbers adds
 nothing to its own input channel.
 """
 
@@ -25,37 +26,50 @@ from scgapfill.evaluate import build_evaluation_data
 from scgapfill.normalization import lognorm, size_factors
 from scgapfill.train.data import neighbour_context
 
-SETTINGS = [(15, 1), (30, 1), (15, 2), (15, 3), (30, 3)]
+# (k, PCs, steps)
+SETTINGS = [(15, 30, 1), (30, 30, 1), (15, 30, 2), (15, 30, 3), (30, 30, 3)]
+SWEEP = [(15, 30, 2), (15, 30, 3), (15, 30, 4), (30, 30, 2), (30, 30, 3), (15, 10, 2), (15, 10, 3), (30, 10, 3),
+         (15, 50, 3)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["pbmc68k_reduced", "simulated"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="first mask seed")
+    parser.add_argument("--seeds", type=int, default=1, help="number of mask seeds, from --seed on; figures are means")
     parser.add_argument("--spaces", nargs="+", default=["log", "counts"], choices=["log", "counts"])
+    parser.add_argument("--sweep", action="store_true", help="the wider k x PCs x steps grid")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; mask seed {args.seed}\n")
-    print("| data set | cells x genes | k | steps | space | held-out Pearson | truth RMSE (zeros filled) |")
-    print("|---|---|---|---|---|---|---|")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    settings = [(setting, space) for setting in (SWEEP if args.sweep else SETTINGS) for space in args.spaces]
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; mask seeds {seeds}\n")
+    print("| data set | cells x genes | k | PCs | steps | space | held-out Pearson | truth RMSE (zeros filled) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.datasets:
         processed = prepare_dataset(name, {})
         counts = sp.csr_matrix(processed.layers["counts"])
-        mask = masks.heldout_mask(counts, 0.1, args.seed)
-        masked = masks.apply_mask(counts, mask)
-        train, test = masks.mcv_split(masked, 0.9, args.seed)
-        data = build_evaluation_data(processed, mask, train, test)
-        values = lognorm(masked, size_factors(masked))
-        for (k, steps), space in ((setting, space) for setting in SETTINGS for space in args.spaces):
-            context = neighbour_context(values, k, 30, 0, steps, space)
-            held = metrics.heldout_scores(context, data.heldout_truth, data.rows, data.cols)["heldout_pearson"]
-            truth = float("nan")
-            if data.truth_counts is not None:
-                filled = values.toarray()
-                filled[filled == 0] = context[filled == 0]
-                truth = metrics.truth_scores(filled, data.truth_counts, data.truth_mean, data.size_factors)["truth_rmse"]
-            print(f"| {name} | {counts.shape[0]} x {counts.shape[1]} | {k} | {steps} | {space} | {held:.4f} | {truth:.4f} |",
-                  flush=True)
+        scores = {setting: [] for setting in settings}
+        for seed in seeds:
+            mask = masks.heldout_mask(counts, 0.1, seed)
+            masked = masks.apply_mask(counts, mask)
+            train, test = masks.mcv_split(masked, 0.9, seed)
+            data = build_evaluation_data(processed, mask, train, test)
+            values = lognorm(masked, size_factors(masked))
+            for (k, n_pcs, steps), space in settings:
+                context = neighbour_context(values, k, n_pcs, 0, steps, space)
+                held = metrics.heldout_scores(context, data.heldout_truth, data.rows, data.cols)["heldout_pearson"]
+                truth = float("nan")
+                if data.truth_counts is not None:
+                    filled = values.toarray()
+                    filled[filled == 0] = context[filled == 0]
+                    truth = metrics.truth_scores(filled, data.truth_counts, data.truth_mean,
+                                                 data.size_factors)["truth_rmse"]
+                scores[((k, n_pcs, steps), space)].append((held, truth))
+        for ((k, n_pcs, steps), space), values_ in scores.items():
+            held, truth = np.mean(values_, axis=0)
+            print(f"| {name} | {counts.shape[0]} x {counts.shape[1]} | {k} | {n_pcs} | {steps} | {space} | {held:.4f} "
+                  f"| {truth:.4f} |", flush=True)
 
 
 if __name__ == "__main__":
