@@ -54,7 +54,7 @@ def _setup():
 
 def test_loss_ignores_unmasked_entries_when_unmasked_weight_is_zero():
     pred, target, hidden, valid = _setup()
-    params = LossParams(alpha=1.0, beta=0.5, gamma=0.0, ssim=0.0, unmasked_weight=0.0, poisson=0.0)
+    params = LossParams(alpha=1.0, beta=0.5, gamma=0.0, ssim=0.0, unmasked_weight=0.0, poisson=0.0, zip=0.0)
     before = gapfill_loss(pred, target, hidden, valid, params)
     changed = torch.where(hidden, pred, torch.rand_like(pred) * 10)
     assert not torch.equal(changed, pred)
@@ -63,14 +63,14 @@ def test_loss_ignores_unmasked_entries_when_unmasked_weight_is_zero():
 
 def test_unmasked_weight_brings_visible_entries_in():
     pred, target, hidden, valid = _setup()
-    params = LossParams(alpha=1.0, unmasked_weight=0.5, poisson=0.0)
+    params = LossParams(alpha=1.0, unmasked_weight=0.5, poisson=0.0, zip=0.0)
     changed = torch.where(hidden, pred, pred + 0.5)
     assert gapfill_loss(changed, target, hidden, valid, params) > gapfill_loss(pred, target, hidden, valid, params)
 
 
 def test_loss_is_weighted_sum_of_terms():
     pred, target, hidden, valid = _setup()
-    params = LossParams(alpha=2.0, beta=3.0, gamma=0.5, ssim=0.25, unmasked_weight=0.1, poisson=0.0)
+    params = LossParams(alpha=2.0, beta=3.0, gamma=0.5, ssim=0.25, unmasked_weight=0.1, poisson=0.0, zip=0.0)
     terms = loss_terms(pred, target, hidden, valid, params)
     expected = 2 * terms["mse"] + 3 * terms["mae"] + 0.5 * terms["tv"] + 0.25 * terms["ssim"]
     assert terms["loss"].item() == pytest.approx(expected.item())
@@ -88,7 +88,7 @@ def test_ssim_of_identical_grids_is_one_and_loss_accepts_dicts():
 def test_loss_backpropagates():
     pred, target, hidden, valid = _setup()
     pred.requires_grad_(True)
-    gapfill_loss(pred, target, hidden, valid, LossParams(beta=1.0, gamma=0.1, ssim=0.1, poisson=0.0)).backward()
+    gapfill_loss(pred, target, hidden, valid, LossParams(beta=1.0, gamma=0.1, ssim=0.1, poisson=0.0, zip=0.0)).backward()
     assert torch.isfinite(pred.grad).all()
 
 
@@ -142,7 +142,7 @@ def test_nb_weight_needs_dispersions_and_trains_them():
     pred = torch.full((1, 1, 2, 2), 0.5, requires_grad=True)
     target = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2)
     mask = torch.ones_like(target, dtype=torch.bool)
-    params = LossParams(poisson=0.0, nb=1.0)
+    params = LossParams(poisson=0.0, nb=1.0, zip=0.0)
 
     def to_counts(grid):
         return torch.expm1(grid * 4.0) * 500 / 1e4

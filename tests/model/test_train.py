@@ -169,7 +169,7 @@ def test_nb_loss_trains_its_dispersions_alongside_the_network(masked, layout, mo
     from scgapfill.params import TrainParams
 
     params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1,
-                            "loss": {**train_params.loss.model_dump(), "poisson": 0.0, "nb": 1.0}})
+                            "loss": {**train_params.loss.model_dump(), "poisson": 0.0, "nb": 1.0, "zip": 0.0}})
     nb_bundle = fit_gapfill(masked, layout, model_params, params)
     assert np.isfinite(nb_bundle.history["val_loss"]).all()
     # The dispersions belong to training only: the saved network is the same shape as without them.

@@ -179,7 +179,7 @@ def loss_terms(
     poisson, nb, zip_ = _weight(loss_params, "poisson"), _weight(loss_params, "nb"), _weight(loss_params, "zip")
     zero = pred.new_zeros(())
     if (poisson or nb or zip_) and to_counts is None:
-        raise ValueError("the poisson and nb loss terms need to_counts (size factors and gene scales)")
+        raise ValueError("the poisson, nb and zip loss terms need to_counts (size factors and gene scales)")
     if nb and log_theta is None:
         raise ValueError("the nb loss term needs log_theta (the per-gene log inverse dispersion)")
     terms = {
