@@ -1,4 +1,5 @@
-"""The gap-filling loss: masked MSE/MAE, total variation and an optional SSIM term.
+"""The gap-filling loss: masked MSE/MAE, count likelihoods (Poisson, negative binomial, zero-inflated
+Poisson), total variation and an optional SSIM term.
 
 All functions take ``(n, 1, H, W)`` grids. ``valid`` marks pixels that hold a
 gene (the rest is padding) and broadcasts against the batch.
@@ -163,11 +164,14 @@ def loss_terms(
         Boolean, true where a pixel holds a gene.
     loss_params
         :class:`scgapfill.params.LossParams` or a dict with ``alpha``, ``beta``,
-        ``gamma``, ``ssim``, ``poisson``, ``unmasked_weight``.
+        ``gamma``, ``ssim``, ``poisson``, ``nb``, ``zip``, ``unmasked_weight``.
     to_counts
-        Maps a scaled grid to expected counts (needed when ``poisson`` or ``nb`` > 0).
+        Maps a scaled grid to expected counts (needed when ``poisson``, ``nb`` or ``zip`` > 0).
     log_theta
         Per-gene log inverse dispersion grid (needed when ``nb`` > 0).
+    dropout_curve
+        ``(2,)`` intercept and slope of the dropout curve in the log expected count (needed when
+        ``zip`` > 0); see :func:`masked_zip_nll`.
     """
     # Losses in float32 even under bf16 autocast: small differences matter here.
     pred, target = pred.float(), target.float()
@@ -224,7 +228,7 @@ def gapfill_loss(
     log_theta: torch.Tensor | None = None,
     dropout_curve: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM) + poisson*PoissonNLL + nb*NegBinNLL``.
+    """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM) + poisson*PoissonNLL + nb*NegBinNLL + zip*ZIPNLL``.
 
     MSE and MAE are taken over the training-masked entries, plus
     ``unmasked_weight`` times the same over the visible valid entries. See
