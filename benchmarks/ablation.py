@@ -38,6 +38,7 @@ CONFIGS: dict[str, dict] = {
     "context_residual": {"model": {"context_residual": True}},
     "context_counts": {"model": {"context_space": "counts"}},
     "context_log": {"model": {"context_space": "log"}},
+    "context_10pcs_3steps": {"model": {"context_n_pcs": 10, "context_steps": 3}},
     # training masks (default: uniform)
     "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
     # loss terms (default: zero-inflated Poisson alone); every row names all the likelihood terms
