@@ -186,6 +186,8 @@ def loss_terms(
         raise ValueError("the poisson, nb and zip loss terms need to_counts (size factors and gene scales)")
     if nb and log_theta is None:
         raise ValueError("the nb loss term needs log_theta (the per-gene log inverse dispersion)")
+    if zip_ and dropout_curve is None:
+        raise ValueError("the zip loss term needs dropout_curve (the two parameters of the dropout curve)")
     terms = {
         "mse": masked_mse(pred, target, hidden) + (unmasked * masked_mse(pred, target, visible) if unmasked else zero),
         "mae": masked_mae(pred, target, hidden) + (unmasked * masked_mae(pred, target, visible) if unmasked else zero),
@@ -195,8 +197,6 @@ def loss_terms(
         "nb": zero,
         "zip": zero,
     }
-    if zip_ and dropout_curve is None:
-        raise ValueError("the zip loss term needs dropout_curve (the two parameters of the dropout curve)")
     if poisson or nb or zip_:
         mu, counts = to_counts(pred), to_counts(target).round()
     if poisson:
