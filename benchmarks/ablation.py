@@ -49,6 +49,9 @@ CONFIGS: dict[str, dict] = {
     "loss_poisson_mae": {"train": {"loss": {"beta": 0.5, "poisson": 1.0, "zip": 0.0}}},
     "loss_nb": {"train": {"loss": {"poisson": 0.0, "nb": 1.0, "zip": 0.0}}},
     "loss_zip": {"train": {"loss": {"poisson": 0.0, "zip": 1.0}}},
+    # weight averaging (default: off)
+    "ema_099": {"train": {"ema_decay": 0.99}},
+    "ema_0995": {"train": {"ema_decay": 0.995}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }

@@ -196,6 +196,35 @@ def test_zip_loss_trains_its_dropout_curve_alongside_the_network(masked, layout,
     assert np.isfinite(zip_bundle.info["dropout_curve_slope"])
 
 
+def test_weight_averaging_saves_the_averaged_weights_it_validated(masked, layout, model_params, train_params):
+    from lightning.pytorch.callbacks import Callback
+
+    from scgapfill.params import TrainParams
+
+    class ValidatedWeights(Callback):
+        """The network as validation sees it, per epoch (EMA swaps its average in before validating)."""
+
+        def __init__(self) -> None:
+            self.by_epoch: dict[int, dict] = {}
+
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            if batch_idx == 0 and not trainer.sanity_checking:
+                self.by_epoch[trainer.current_epoch] = {
+                    k: v.detach().clone() for k, v in pl_module.net.state_dict().items()
+                }
+
+    params = TrainParams(**{**train_params.model_dump(), "ema_decay": 0.9})
+    seen = ValidatedWeights()
+    averaged = fit_gapfill(masked, layout, model_params, params, callbacks=[seen])
+    plain = fit_gapfill(masked, layout, model_params, train_params)
+    best = seen.by_epoch[averaged.best_epoch]
+    # The kept weights are the average that won validation, not the optimiser's last iterate.
+    for key, value in averaged.state_dict.items():
+        torch.testing.assert_close(value, best[key])
+    assert any(not torch.equal(averaged.state_dict[k], plain.state_dict[k]) for k in plain.state_dict)
+    assert len(averaged.history) == len(plain.history)
+
+
 def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
     from scgapfill.train.data import context_source, neighbour_walk, walk_mean
 

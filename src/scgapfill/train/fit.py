@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from ..layout import to_grid, validate_layout
@@ -217,8 +217,11 @@ def fit_gapfill(
 
     with tempfile.TemporaryDirectory(prefix="scgapfill-fit-") as workdir:
         history_path = os.path.join(workdir, _HISTORY_FILE)
+        # EMAWeightAveraging puts the averaged weights into a checkpoint through its on_save_checkpoint
+        # hook, which Lightning skips for weights-only checkpoints.
         checkpoint = ModelCheckpoint(
-            dirpath=workdir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_weights_only=True
+            dirpath=workdir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+            save_weights_only=not train_params.ema_decay,
         )
         trainer = L.Trainer(
             accelerator=train_params.accelerator,
@@ -233,6 +236,7 @@ def fit_gapfill(
                 ),
                 checkpoint,
                 _EpochHistory(history_path),
+                *([EMAWeightAveraging(decay=train_params.ema_decay)] if train_params.ema_decay else []),
                 *(callbacks or []),
             ],
             logger=logger if logger is not None else False,
