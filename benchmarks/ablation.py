@@ -41,6 +41,7 @@ CONFIGS: dict[str, dict] = {
     "context_10pcs_3steps": {"model": {"context_n_pcs": 10, "context_steps": 3}},
     # training masks (default: uniform)
     "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
+    "mask_rate_025": {"train": {"training_mask": {"min_rate": 0.05, "max_rate": 0.25}}},
     # loss terms (default: zero-inflated Poisson alone); every row names all the likelihood terms
     "loss_mse": {"train": {"loss": {"alpha": 1.0, "poisson": 0.0, "zip": 0.0}}},
     "loss_mse_poisson": {"train": {"loss": {"alpha": 1.0, "poisson": 1.0, "zip": 0.0}}},
@@ -52,6 +53,7 @@ CONFIGS: dict[str, dict] = {
     # weight averaging (default: off)
     "ema_099": {"train": {"ema_decay": 0.99}},
     "ema_0995": {"train": {"ema_decay": 0.995}},
+    "ema_0998": {"train": {"ema_decay": 0.998}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }

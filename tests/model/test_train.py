@@ -216,7 +216,7 @@ def test_weight_averaging_saves_the_averaged_weights_it_validated(masked, layout
     params = TrainParams(**{**train_params.model_dump(), "ema_decay": 0.9})
     seen = ValidatedWeights()
     averaged = fit_gapfill(masked, layout, model_params, params, callbacks=[seen])
-    plain = fit_gapfill(masked, layout, model_params, train_params)
+    plain = fit_gapfill(masked, layout, model_params, TrainParams(**{**train_params.model_dump(), "ema_decay": 0.0}))
     best = seen.by_epoch[averaged.best_epoch]
     # The kept weights are the average that won validation, not the optimiser's last iterate.
     for key, value in averaged.state_dict.items():
