@@ -16,6 +16,7 @@ Distributed training
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
 from torch.utils.data import DataLoader
 
 from ..layout import to_grid, validate_layout
@@ -134,6 +135,19 @@ def _loaders(
     return train, val
 
 
+@torch.no_grad()
+def _ema_update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: Any, decay: float) -> torch.Tensor:
+    return decay * averaged + (1 - decay) * current
+
+
+def _weight_average(decay: float) -> WeightAveraging:
+    """Lightning's EMA of the weights, every optimiser step.
+
+    Not ``EMAWeightAveraging``: its update is a closure, which ``ddp_spawn`` cannot pickle.
+    """
+    return WeightAveraging(avg_fn=functools.partial(_ema_update, decay=decay))
+
+
 def fit_gapfill(
     counts_csr: Any,
     layout: dict,
@@ -236,7 +250,7 @@ def fit_gapfill(
                 ),
                 checkpoint,
                 _EpochHistory(history_path),
-                *([EMAWeightAveraging(decay=train_params.ema_decay)] if train_params.ema_decay else []),
+                *([_weight_average(train_params.ema_decay)] if train_params.ema_decay else []),
                 *(callbacks or []),
             ],
             logger=logger if logger is not None else False,

@@ -122,7 +122,8 @@ class GapFillModule(L.LightningModule):
         return torch.optim.Adam(groups, lr=lr)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        # Lightning's own drops the trainer (locks, process groups): the weight average deep-copies the module.
+        state = super().__getstate__()
         state["_train_generator"] = None
         state["_val_generator"] = None
         return state
