@@ -132,7 +132,7 @@ class TrainParams(_Params):
     min_delta: float = Field(0.0, ge=0)
     # Exponential moving average of the weights per optimiser step (Lightning's WeightAveraging):
     # validation, early stopping, the best checkpoint and the saved model use the average. 0 (off) by
-    # default: 0.998 gained held-out r +0.002 but took the embedded run from 92 s to 142 s (docs/model.md).
+    # default: 0.998 gained held-out r +0.002 for 38% more training (100 epochs, not 73; docs/model.md).
     ema_decay: float = Field(0.0, ge=0, lt=1)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
