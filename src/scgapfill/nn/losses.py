@@ -188,9 +188,14 @@ def loss_terms(
         raise ValueError("the nb loss term needs log_theta (the per-gene log inverse dispersion)")
     if zip_ and dropout_curve is None:
         raise ValueError("the zip loss term needs dropout_curve (the two parameters of the dropout curve)")
+
+    def scored(term: Any) -> torch.Tensor:
+        """``term`` (a function of an entry mask) on the hidden entries, plus ``unmasked_weight`` x the visible."""
+        return term(hidden) + (unmasked * term(visible) if unmasked else zero)
+
     terms = {
-        "mse": masked_mse(pred, target, hidden) + (unmasked * masked_mse(pred, target, visible) if unmasked else zero),
-        "mae": masked_mae(pred, target, hidden) + (unmasked * masked_mae(pred, target, visible) if unmasked else zero),
+        "mse": scored(lambda entries: masked_mse(pred, target, entries)),
+        "mae": scored(lambda entries: masked_mae(pred, target, entries)),
         "tv": total_variation(pred, valid) if gamma else zero,
         "ssim": 1.0 - ssim(pred, target, valid) if ssim_weight else zero,
         "poisson": zero,
@@ -200,17 +205,11 @@ def loss_terms(
     if poisson or nb or zip_:
         mu, counts = to_counts(pred), to_counts(target).round()
     if poisson:
-        terms["poisson"] = masked_poisson_nll(mu, counts, hidden) + (
-            unmasked * masked_poisson_nll(mu, counts, visible) if unmasked else zero
-        )
+        terms["poisson"] = scored(lambda entries: masked_poisson_nll(mu, counts, entries))
     if nb:
-        terms["nb"] = masked_nb_nll(mu, counts, log_theta, hidden) + (
-            unmasked * masked_nb_nll(mu, counts, log_theta, visible) if unmasked else zero
-        )
+        terms["nb"] = scored(lambda entries: masked_nb_nll(mu, counts, log_theta, entries))
     if zip_:
-        terms["zip"] = masked_zip_nll(mu, counts, dropout_curve, hidden) + (
-            unmasked * masked_zip_nll(mu, counts, dropout_curve, visible) if unmasked else zero
-        )
+        terms["zip"] = scored(lambda entries: masked_zip_nll(mu, counts, dropout_curve, entries))
     terms["loss"] = (
         alpha * terms["mse"] + beta * terms["mae"] + gamma * terms["tv"] + ssim_weight * terms["ssim"]
         + poisson * terms["poisson"] + nb * terms["nb"] + zip_ * terms["zip"]
