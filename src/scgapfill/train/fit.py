@@ -231,7 +231,7 @@ def fit_gapfill(
 
     with tempfile.TemporaryDirectory(prefix="scgapfill-fit-") as workdir:
         history_path = os.path.join(workdir, _HISTORY_FILE)
-        # EMAWeightAveraging puts the averaged weights into a checkpoint through its on_save_checkpoint
+        # WeightAveraging puts the averaged weights into a checkpoint through its on_save_checkpoint
         # hook, which Lightning skips for weights-only checkpoints.
         checkpoint = ModelCheckpoint(
             dirpath=workdir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
