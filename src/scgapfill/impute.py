@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any, Iterator
 
 import numpy as np
@@ -95,14 +97,15 @@ def imputed_chunks(
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Impute ``chunk_size`` cells at a time; yields ``(rows, values)`` in cell order.
 
-    Same parameters and values as :func:`impute_counts`; only one chunk is ever dense
-    (the neighbour graph spans every cell, so it is built once from the sparse matrix).
-    ``chunk_size=None`` is one chunk.
+    Same parameters and values as :func:`impute_counts`; only one chunk is ever dense in memory
+    (the neighbour graph spans every cell, so it is built once from the sparse matrix). With
+    ``model.output_smoothing`` every cell's estimate is needed before its neighbours' are final:
+    they are written to a temporary file first. ``chunk_size=None`` is one chunk.
     """
     import torch
 
     from .nn import network_input
-    from .train.data import GeneScaler, as_counts_matrix, context_source, neighbour_walk, walk_mean
+    from .train.data import GeneScaler, as_counts_matrix, context_source, diffuse, neighbour_graph, walk_mean
 
     if batch_size < 1:
         raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
@@ -116,31 +119,30 @@ def imputed_chunks(
         )
     values = sp.csr_matrix(lognorm(counts, size_factors(counts)), dtype=np.float64)
     scaler = GeneScaler.from_dict(bundle.scaler)
-    walk = source = None
-    space = bundle.model_params.get("context_space", "log")  # bundles saved before the option: log
-    if bundle.model_params["context_channel"]:
-        source = context_source(values, space)  # once: each chunk's context averages every cell
-        walk = neighbour_walk(
-            values,
-            int(bundle.model_params["context_k"]),
-            int(bundle.model_params["context_n_pcs"]),
+    model_params = bundle.model_params
+    smoothing = float(model_params.get("output_smoothing", 0.0))  # bundles saved before the option: none
+    graph = walk = source = None
+    space = model_params.get("context_space", "log")  # bundles saved before the option: log
+    if model_params["context_channel"] or smoothing:
+        graph = neighbour_graph(
+            values, int(model_params["context_k"]), int(model_params["context_n_pcs"]),
             int(bundle.train_params["seed"]),
-            int(bundle.model_params.get("context_steps", 1)),
         )
+    if model_params["context_channel"]:
+        source = context_source(values, space)  # once: each chunk's context averages every cell
+        walk = diffuse(graph, int(model_params.get("context_steps", 1)))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     net = bundle.build_network().to(device)
     net.eval()
     layout = bundle.layout
     chunk_size = n_cells if chunk_size is None else chunk_size
-    for chunk_start in range(0, n_cells, chunk_size):
-        chunk = slice(chunk_start, min(chunk_start + chunk_size, n_cells))
-        chunk_values = values[chunk]
-        scaled = scaler.transform(chunk_values)
-        context = None
-        if walk is not None:
-            context = scaler.transform(walk_mean(walk[chunk], source, space))
-        out = np.empty((chunk_values.shape[0], n_genes), dtype=np.float32)
+    chunks = [slice(s, min(s + chunk_size, n_cells)) for s in range(0, n_cells, chunk_size)]
+
+    def predict(chunk: slice) -> np.ndarray:
+        scaled = scaler.transform(values[chunk])
+        context = None if walk is None else scaler.transform(walk_mean(walk[chunk], source, space))
+        out = np.empty((scaled.shape[0], n_genes), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, out.shape[0], batch_size):
                 rows = slice(start, min(start + batch_size, out.shape[0]))
@@ -148,10 +150,33 @@ def imputed_chunks(
                 context_grid = None if context is None else torch.from_numpy(to_grid(context[rows], layout)).to(device)
                 pred = net(network_input(grid, None, context_grid)).float().cpu().numpy()
                 out[rows] = scaler.inverse(from_grid(pred, layout))
+        return out
+
+    def finished(chunk: slice, out: np.ndarray) -> np.ndarray:
         if fill_only_zeros:
-            coo = chunk_values.tocoo()
+            coo = values[chunk].tocoo()
             out[coo.row, coo.col] = coo.data
-        yield chunk, out
+        return out
+
+    if not smoothing:
+        for chunk in chunks:
+            yield chunk, finished(chunk, predict(chunk))
+        return
+    # Every cell's estimate is averaged with its neighbours', so all estimates exist before any
+    # chunk is final: on disk when chunked (the dense whole is what chunking avoids), else in memory.
+    with tempfile.TemporaryDirectory(prefix="scgapfill-impute-") as workdir:
+        if len(chunks) > 1:
+            levels = np.lib.format.open_memmap(
+                os.path.join(workdir, "levels.npy"), mode="w+", dtype=np.float32, shape=(n_cells, n_genes)
+            )
+        else:
+            levels = np.empty((n_cells, n_genes), dtype=np.float32)
+        for chunk in chunks:
+            # Averaged as expression levels (counts per 1e4), the scale the network estimates in.
+            levels[chunk] = np.expm1(predict(chunk))
+        for chunk in chunks:
+            mean = (1 - smoothing) * levels[chunk] + smoothing * np.asarray(graph[chunk] @ levels)
+            yield chunk, finished(chunk, np.log1p(mean).astype(np.float32))
 
 
 def impute_counts(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -90,3 +92,31 @@ def test_missing_genes_are_zero_input_and_get_filled(untrained, counts):
 def test_gene_count_mismatch_raises(untrained, counts):
     with pytest.raises(ValueError, match="align_genes"):
         impute_counts(untrained, counts[:, :10])
+
+
+def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrained, counts):
+    from scgapfill.train.data import neighbour_graph
+
+    weight = 0.4
+    smoothed = dataclasses.replace(untrained, model_params={**untrained.model_params, "output_smoothing": weight})
+    own = np.expm1(impute_counts(untrained, counts).astype(np.float64))  # levels, counts per 1e4
+    params = untrained.model_params
+    graph = neighbour_graph(lognorm(counts, size_factors(counts)), params["context_k"], params["context_n_pcs"],
+                            untrained.train_params["seed"])
+    assert graph.diagonal().sum() == 0  # a cell's own estimate is not counted as a neighbour's
+    expected = np.log1p((1 - weight) * own + weight * (graph @ own))
+    np.testing.assert_allclose(impute_counts(smoothed, counts), expected, rtol=1e-4, atol=1e-5)
+    # observed counts are still kept as they are, only the zeros change
+    observed = lognorm(counts, size_factors(counts)).toarray()
+    kept = impute_counts(smoothed, counts, fill_only_zeros=True)
+    nonzero = observed > 0
+    np.testing.assert_allclose(kept[nonzero], observed[nonzero], rtol=1e-6)
+    np.testing.assert_allclose(kept[~nonzero], expected[~nonzero], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(kept[~nonzero], impute_counts(untrained, counts, fill_only_zeros=True)[~nonzero])
+
+
+def test_output_smoothing_is_a_weight_between_0_and_1():
+    from scgapfill.params import parse
+
+    with pytest.raises(ValueError, match="output_smoothing"):
+        parse("model", {"output_smoothing": 1.5})

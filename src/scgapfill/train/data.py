@@ -181,6 +181,12 @@ def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, st
 
     Same parameters as :func:`neighbour_context`; ``walk @ values`` is the context of ``values``.
     """
+    return diffuse(neighbour_graph(lognorm, k, n_pcs, seed), steps)
+
+
+def neighbour_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -> sp.csr_matrix:
+    """The one-step walk: weight ``1/k`` on each of a cell's ``k`` nearest neighbours in PCA space,
+    the cell itself excluded (zero diagonal). Parameters as in :func:`neighbour_context`."""
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
 
@@ -191,8 +197,6 @@ def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, st
         )
     if k < 1 or n_pcs < 1:
         raise ValueError(f"model.context_k and model.context_n_pcs must be >= 1, got {k} and {n_pcs}")
-    if steps < 1:
-        raise ValueError(f"model.context_steps must be >= 1, got {steps}")
     k = min(k, n_cells - 1)
     X = sp.csr_matrix(lognorm, dtype=np.float64)
     n_components = min(n_pcs, min(n_cells, n_genes) - 1)
@@ -207,9 +211,16 @@ def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, st
     is_self = neighbours == rows[:, None]
     is_self[~is_self.any(axis=1), -1] = True
     picked = neighbours[~is_self].reshape(n_cells, k)
-    weights = sp.csr_matrix(
+    return sp.csr_matrix(
         (np.full(n_cells * k, 1.0 / k), (np.repeat(rows, k), picked.ravel())), shape=(n_cells, n_cells)
     )
+
+
+def diffuse(weights: sp.csr_matrix, steps: int) -> sp.csr_matrix:
+    """``steps`` random-walk steps on ``weights`` with the walks that return to their cell removed
+    and the rows renormalised, so a cell's own values never come back to it."""
+    if steps < 1:
+        raise ValueError(f"model.context_steps must be >= 1, got {steps}")
     walk = weights
     for _ in range(steps - 1):
         walk = walk @ weights
