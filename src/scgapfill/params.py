@@ -104,8 +104,8 @@ class ModelParams(_Params):
     context_space: Literal["log", "counts"] = "counts"
     # Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.
     context_residual: bool = False
-    # Imputation: each cell's estimated levels averaged with its k neighbours' (this weight on theirs).
-    output_smoothing: float = Field(0.0, ge=0, le=1)
+    # Imputation: each cell's estimated levels averaged with its k neighbours' estimates (this weight on theirs).
+    output_smoothing: float = Field(0.5, ge=0, le=1)
     # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
     uri: str = ""
 
