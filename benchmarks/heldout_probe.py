@@ -3,7 +3,8 @@
     python benchmarks/heldout_probe.py --dataset simulated --seed 0 --set train.loss.zip=0 train.loss.nb=1
 
 Trains the default model (plus the --set overrides) on one data set and mask seed, then scores on
-the held-out entries: the U-Net, its neighbour context alone, blends of the two, MAGIC, the
+the held-out entries: the U-Net, the same network with other weights of model.output_smoothing
+(its estimate averaged with its neighbours'), its neighbour context alone, blends of the two, MAGIC, the
 U-Net's rate read as E[log value] and as E[log value | count > 0] under a Poisson, and, on
 simulations, the oracle: the simulator's noise-free mean normalised like the data. The last two
 are not imputations (the first needs to know the entry is nonzero, the second the truth); they
@@ -14,6 +15,7 @@ against the noise-free mean at the same entries: how good a denoiser it is there
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -79,8 +81,14 @@ def main() -> None:
     x = np.arange(0, 400)[:, None]
     pmf = poisson.pmf(x, rate[None, :])
     log_value = np.log1p(x * 1e4 / sf[rows][None, :])
+    def smoothed(weight: float) -> np.ndarray:
+        at = dataclasses.replace(bundle, model_params={**bundle.model_params, "output_smoothing": weight})
+        return impute_counts(at, masked, fill_only_zeros=True)[rows, cols]
+
     estimates = [
-        ("U-Net", unet),
+        (f"U-Net (output_smoothing {bundle.model_params['output_smoothing']})", unet),
+        *[(f"U-Net, output_smoothing {w}", smoothed(w)) for w in (0.0, 0.25, 0.5, 0.75, 1.0)
+          if w != bundle.model_params["output_smoothing"]],
         ("its context alone", context),
         *[(f"blend {w:.2f} U-Net + {1 - w:.2f} context", w * unet + (1 - w) * context) for w in (0.25, 0.5, 0.75)],
         ("MAGIC", magic),

@@ -100,7 +100,8 @@ def imputed_chunks(
     Same parameters and values as :func:`impute_counts`; only one chunk is ever dense in memory
     (the neighbour graph spans every cell, so it is built once from the sparse matrix). With
     ``model.output_smoothing`` every cell's estimate is needed before its neighbours' are final:
-    they are written to a temporary file first. ``chunk_size=None`` is one chunk.
+    they are written to temporary files first, one per chunk, and read back one at a time.
+    ``chunk_size=None`` is one chunk.
     """
     import torch
 
@@ -163,19 +164,25 @@ def imputed_chunks(
             yield chunk, finished(chunk, predict(chunk))
         return
     # Every cell's estimate is averaged with its neighbours', so all estimates exist before any
-    # chunk is final: on disk when chunked (the dense whole is what chunking avoids), else in memory.
+    # chunk is final. Chunked, they wait on disk, one file per chunk, read back one at a time: a
+    # memory map of the whole would count every page it touches in the process's memory.
+    if len(chunks) == 1:
+        levels = np.expm1(predict(chunks[0]))  # counts per 1e4: the scale the network estimates in
+        mean = (1 - smoothing) * levels + smoothing * np.asarray(graph @ levels)
+        yield chunks[0], finished(chunks[0], np.log1p(mean).astype(np.float32))
+        return
     with tempfile.TemporaryDirectory(prefix="scgapfill-impute-") as workdir:
-        if len(chunks) > 1:
-            levels = np.lib.format.open_memmap(
-                os.path.join(workdir, "levels.npy"), mode="w+", dtype=np.float32, shape=(n_cells, n_genes)
-            )
-        else:
-            levels = np.empty((n_cells, n_genes), dtype=np.float32)
-        for chunk in chunks:
-            # Averaged as expression levels (counts per 1e4), the scale the network estimates in.
-            levels[chunk] = np.expm1(predict(chunk))
-        for chunk in chunks:
-            mean = (1 - smoothing) * levels[chunk] + smoothing * np.asarray(graph[chunk] @ levels)
+        paths = [os.path.join(workdir, f"levels_{i}.npy") for i in range(len(chunks))]
+        for chunk, path in zip(chunks, paths):
+            np.save(path, np.expm1(predict(chunk)))
+        for chunk, path in zip(chunks, paths):
+            block = graph[chunk]
+            neighbours = np.zeros((block.shape[0], n_genes), dtype=np.float64)
+            for source, source_path in zip(chunks, paths):
+                part = block[:, source]
+                if part.nnz:
+                    neighbours += part @ np.load(source_path)
+            mean = (1 - smoothing) * np.load(path) + smoothing * neighbours
             yield chunk, finished(chunk, np.log1p(mean).astype(np.float32))
 
 
