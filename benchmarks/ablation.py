@@ -40,6 +40,7 @@ CONFIGS: dict[str, dict] = {
     "context_log": {"model": {"context_space": "log"}},
     "context_10pcs_3steps": {"model": {"context_n_pcs": 10, "context_steps": 3}},
     "smooth_05": {"model": {"output_smoothing": 0.5}},
+    "smooth_05_imputed": {"model": {"output_smoothing": 0.5, "smoothing_neighbours": "imputed"}},
     "ema_0998_smooth_05": {"model": {"output_smoothing": 0.5}, "train": {"ema_decay": 0.998}},
     # training masks (default: uniform)
     "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},

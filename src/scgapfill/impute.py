@@ -106,7 +106,7 @@ def imputed_chunks(
     import torch
 
     from .nn import network_input
-    from .train.data import GeneScaler, as_counts_matrix, context_source, diffuse, neighbour_graph, walk_mean
+    from .train.data import GeneScaler, as_counts_matrix, context_source, diffuse, knn_graph, pca_embedding, walk_mean
 
     if batch_size < 1:
         raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
@@ -122,13 +122,13 @@ def imputed_chunks(
     scaler = GeneScaler.from_dict(bundle.scaler)
     model_params = bundle.model_params
     smoothing = float(model_params.get("output_smoothing", 0.0))  # bundles saved before the option: none
-    graph = walk = source = None
+    on_imputed = model_params.get("smoothing_neighbours", "input") == "imputed"
+    graph = walk = source = pca = None
+    k = int(model_params["context_k"])
     space = model_params.get("context_space", "log")  # bundles saved before the option: log
     if model_params["context_channel"] or smoothing:
-        graph = neighbour_graph(
-            values, int(model_params["context_k"]), int(model_params["context_n_pcs"]),
-            int(bundle.train_params["seed"]),
-        )
+        embedding, pca = pca_embedding(values, int(model_params["context_n_pcs"]), int(bundle.train_params["seed"]), k)
+        graph = knn_graph(embedding, k)
     if model_params["context_channel"]:
         source = context_source(values, space)  # once: each chunk's context averages every cell
         walk = diffuse(graph, int(model_params.get("context_steps", 1)))
@@ -166,15 +166,32 @@ def imputed_chunks(
     # Every cell's estimate is averaged with its neighbours', so all estimates exist before any
     # chunk is final. Chunked, they wait on disk, one file per chunk, read back one at a time: a
     # memory map of the whole would count every page it touches in the process's memory.
+    def embed(chunk: slice, own: np.ndarray) -> np.ndarray:
+        # The cell's own estimate, observed counts kept, in the input's principal components:
+        # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
+        own = own.copy()
+        coo = values[chunk].tocoo()
+        own[coo.row, coo.col] = coo.data
+        return own if pca is None else pca.transform(own)
+
     if len(chunks) == 1:
-        levels = np.expm1(predict(chunks[0]))  # counts per 1e4: the scale the network estimates in
+        own = predict(chunks[0])
+        if on_imputed:
+            graph = knn_graph(embed(chunks[0], own), k)
+        levels = np.expm1(own)  # counts per 1e4: the scale the network estimates in
         mean = (1 - smoothing) * levels + smoothing * np.asarray(graph @ levels)
         yield chunks[0], finished(chunks[0], np.log1p(mean).astype(np.float32))
         return
     with tempfile.TemporaryDirectory(prefix="scgapfill-impute-") as workdir:
         paths = [os.path.join(workdir, f"levels_{i}.npy") for i in range(len(chunks))]
+        embedded = []
         for chunk, path in zip(chunks, paths):
-            np.save(path, np.expm1(predict(chunk)))
+            own = predict(chunk)
+            if on_imputed:
+                embedded.append(embed(chunk, own))
+            np.save(path, np.expm1(own))
+        if on_imputed:
+            graph = knn_graph(np.vstack(embedded), k)
         for chunk, path in zip(chunks, paths):
             block = graph[chunk]
             neighbours = np.zeros((block.shape[0], n_genes), dtype=np.float64)

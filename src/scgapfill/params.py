@@ -106,6 +106,8 @@ class ModelParams(_Params):
     context_residual: bool = False
     # Imputation: each cell's estimated levels averaged with its k neighbours' estimates (this weight on theirs).
     output_smoothing: float = Field(0.5, ge=0, le=1)
+    # Neighbours for that average: those of the context ("input") or found again on the estimates ("imputed").
+    smoothing_neighbours: Literal["input", "imputed"] = "input"
     # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
     uri: str = ""
 

@@ -116,8 +116,27 @@ def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrain
     assert not np.allclose(kept[~nonzero], impute_counts(alone, counts, fill_only_zeros=True)[~nonzero])
 
 
+def test_smoothing_neighbours_found_again_on_the_estimates(untrained, counts):
+    from scgapfill.train.data import knn_graph, pca_embedding
+
+    params = {**untrained.model_params, "output_smoothing": 0.5}
+    alone = dataclasses.replace(untrained, model_params={**params, "output_smoothing": 0.0})
+    on_input = dataclasses.replace(untrained, model_params={**params, "smoothing_neighbours": "input"})
+    on_imputed = dataclasses.replace(untrained, model_params={**params, "smoothing_neighbours": "imputed"})
+    values = lognorm(counts, size_factors(counts))
+    own = impute_counts(alone, counts, fill_only_zeros=True)  # the cells' own estimates, observed kept
+    _, pca = pca_embedding(values, params["context_n_pcs"], untrained.train_params["seed"])
+    graph = knn_graph(pca.transform(own), params["context_k"])  # in the input's principal components
+    levels = np.expm1(impute_counts(alone, counts).astype(np.float64))
+    expected = np.log1p(0.5 * levels + 0.5 * (graph @ levels))
+    np.testing.assert_allclose(impute_counts(on_imputed, counts), expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(impute_counts(on_input, counts), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_output_smoothing_is_a_weight_between_0_and_1():
     from scgapfill.params import parse
 
     with pytest.raises(ValueError, match="output_smoothing"):
         parse("model", {"output_smoothing": 1.5})
+    with pytest.raises(ValueError, match="smoothing_neighbours"):
+        parse("model", {"smoothing_neighbours": "cells"})

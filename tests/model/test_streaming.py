@@ -37,11 +37,14 @@ def new_file(bundle, counts, tmp_path):
     return path, adata
 
 
-@pytest.mark.parametrize("smoothing", [0.0, 0.5])
+@pytest.mark.parametrize("smoothing", [(0.0, "input"), (0.5, "input"), (0.5, "imputed")])
 @pytest.mark.parametrize("chunk_size", [1, 7, 48, 10_000])
 def test_chunks_give_the_in_memory_imputation(bundle, counts, chunk_size, smoothing):
     # Smoothing needs every cell's estimate before any chunk is final: the two-pass path.
-    bundle = dataclasses.replace(bundle, model_params={**bundle.model_params, "output_smoothing": smoothing})
+    weight, neighbours = smoothing
+    bundle = dataclasses.replace(
+        bundle, model_params={**bundle.model_params, "output_smoothing": weight, "smoothing_neighbours": neighbours}
+    )
     whole = impute_counts(bundle, counts, batch_size=16, fill_only_zeros=True)
     starts = []
     for rows, values in imputed_chunks(bundle, counts, 16, True, chunk_size=chunk_size):

@@ -187,8 +187,13 @@ def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, st
 def neighbour_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -> sp.csr_matrix:
     """The one-step walk: weight ``1/k`` on each of a cell's ``k`` nearest neighbours in PCA space,
     the cell itself excluded (zero diagonal). Parameters as in :func:`neighbour_context`."""
+    return knn_graph(pca_embedding(lognorm, n_pcs, seed, k)[0], k)
+
+
+def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0, k: int = 1) -> tuple[np.ndarray, Any]:
+    """Cells in ``n_pcs`` PCA components (capped to fit the matrix), and the fitted PCA (``None``
+    where the matrix is too small for one: the embedding is then the matrix itself)."""
     from sklearn.decomposition import PCA
-    from sklearn.neighbors import NearestNeighbors
 
     n_cells, n_genes = lognorm.shape
     if n_cells < 2:
@@ -197,13 +202,20 @@ def neighbour_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -
         )
     if k < 1 or n_pcs < 1:
         raise ValueError(f"model.context_k and model.context_n_pcs must be >= 1, got {k} and {n_pcs}")
-    k = min(k, n_cells - 1)
     X = sp.csr_matrix(lognorm, dtype=np.float64)
     n_components = min(n_pcs, min(n_cells, n_genes) - 1)
-    if n_components >= 1:
-        embedding = PCA(n_components, svd_solver="arpack", random_state=seed).fit_transform(X)
-    else:
-        embedding = X.toarray()
+    if n_components < 1:
+        return X.toarray(), None
+    pca = PCA(n_components, svd_solver="arpack", random_state=seed)
+    return pca.fit_transform(X), pca
+
+
+def knn_graph(embedding: np.ndarray, k: int) -> sp.csr_matrix:
+    """Weight ``1/k`` on each cell's ``k`` nearest neighbours in ``embedding``, itself excluded."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n_cells = embedding.shape[0]
+    k = min(k, n_cells - 1)
     _, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(embedding).kneighbors(embedding)
     rows = np.arange(n_cells)
     # Duplicate cells can push the cell itself out of first place: drop it wherever it is,
