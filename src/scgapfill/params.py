@@ -107,7 +107,7 @@ class ModelParams(_Params):
     # Imputation: each cell's estimated levels averaged with its k neighbours' estimates (this weight on theirs).
     output_smoothing: float = Field(0.5, ge=0, le=1)
     # Neighbours for that average: those of the context ("input") or found again on the estimates ("imputed").
-    smoothing_neighbours: Literal["input", "imputed"] = "input"
+    smoothing_neighbours: Literal["input", "imputed"] = "imputed"
     # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
     uri: str = ""
 
