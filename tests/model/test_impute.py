@@ -98,7 +98,10 @@ def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrain
     from scgapfill.train.data import neighbour_graph
 
     weight = 0.4
-    smoothed = dataclasses.replace(untrained, model_params={**untrained.model_params, "output_smoothing": weight})
+    smoothed = dataclasses.replace(
+        untrained,
+        model_params={**untrained.model_params, "output_smoothing": weight, "smoothing_neighbours": "input"},
+    )
     alone = dataclasses.replace(untrained, model_params={**untrained.model_params, "output_smoothing": 0.0})
     own = np.expm1(impute_counts(alone, counts).astype(np.float64))  # levels, counts per 1e4
     params = untrained.model_params
