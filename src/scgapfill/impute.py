@@ -153,11 +153,13 @@ def imputed_chunks(
                 out[rows] = scaler.inverse(from_grid(pred, layout))
         return out
 
-    def finished(chunk: slice, out: np.ndarray) -> np.ndarray:
-        if fill_only_zeros:
-            coo = values[chunk].tocoo()
-            out[coo.row, coo.col] = coo.data
+    def observed_kept(chunk: slice, out: np.ndarray) -> np.ndarray:
+        coo = values[chunk].tocoo()
+        out[coo.row, coo.col] = coo.data
         return out
+
+    def finished(chunk: slice, out: np.ndarray) -> np.ndarray:
+        return observed_kept(chunk, out) if fill_only_zeros else out
 
     if not smoothing:
         for chunk in chunks:
@@ -169,9 +171,7 @@ def imputed_chunks(
     def embed(chunk: slice, own: np.ndarray) -> np.ndarray:
         # The cell's own estimate, observed counts kept, in the input's principal components:
         # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
-        own = own.copy()
-        coo = values[chunk].tocoo()
-        own[coo.row, coo.col] = coo.data
+        own = observed_kept(chunk, own.copy())
         return own if pca is None else pca.transform(own)
 
     if len(chunks) == 1:
