@@ -127,7 +127,7 @@ def imputed_chunks(
     k = int(model_params["context_k"])
     space = model_params.get("context_space", "log")  # bundles saved before the option: log
     if model_params["context_channel"] or smoothing:
-        embedding, pca = pca_embedding(values, int(model_params["context_n_pcs"]), int(bundle.train_params["seed"]), k)
+        embedding, pca = pca_embedding(values, int(model_params["context_n_pcs"]), int(bundle.train_params["seed"]))
         graph = knn_graph(embedding, k)
     if model_params["context_channel"]:
         source = context_source(values, space)  # once: each chunk's context averages every cell
@@ -166,41 +166,62 @@ def imputed_chunks(
             yield chunk, finished(chunk, predict(chunk))
         return
     # Every cell's estimate is averaged with its neighbours', so all estimates exist before any
-    # chunk is final. Chunked, they wait on disk, one file per chunk, read back one at a time: a
-    # memory map of the whole would count every page it touches in the process's memory.
+    # chunk is final: they wait in a store, read back one chunk at a time.
     def embed(chunk: slice, own: np.ndarray) -> np.ndarray:
         # The cell's own estimate, observed counts kept, in the input's principal components:
         # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
         own = observed_kept(chunk, own.copy())
         return own if pca is None else pca.transform(own)
 
-    if len(chunks) == 1:
-        own = predict(chunks[0])
-        if on_imputed:
-            graph = knn_graph(embed(chunks[0], own), k)
-        levels = np.expm1(own)  # counts per 1e4: the scale the network estimates in
-        mean = (1 - smoothing) * levels + smoothing * np.asarray(graph @ levels)
-        yield chunks[0], finished(chunks[0], np.log1p(mean).astype(np.float32))
-        return
-    with tempfile.TemporaryDirectory(prefix="scgapfill-impute-") as workdir:
-        paths = [os.path.join(workdir, f"levels_{i}.npy") for i in range(len(chunks))]
+    with _LevelStore(len(chunks)) as store:
         embedded = []
-        for chunk, path in zip(chunks, paths):
+        for i, chunk in enumerate(chunks):
             own = predict(chunk)
             if on_imputed:
                 embedded.append(embed(chunk, own))
-            np.save(path, np.expm1(own))
+            store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
         if on_imputed:
             graph = knn_graph(np.vstack(embedded), k)
-        for chunk, path in zip(chunks, paths):
+        for i, chunk in enumerate(chunks):
             block = graph[chunk]
             neighbours = np.zeros((block.shape[0], n_genes), dtype=np.float64)
-            for source, source_path in zip(chunks, paths):
-                part = block[:, source]
+            for j, source_chunk in enumerate(chunks):
+                part = block[:, source_chunk]
                 if part.nnz:
-                    neighbours += part @ np.load(source_path)
-            mean = (1 - smoothing) * np.load(path) + smoothing * neighbours
+                    neighbours += part @ store.get(j)
+            mean = (1 - smoothing) * store.get(i) + smoothing * neighbours
             yield chunk, finished(chunk, np.log1p(mean).astype(np.float32))
+
+
+class _LevelStore:
+    """Each chunk's estimates until every chunk's exist: in memory for a single chunk, otherwise
+    in temporary files, one per chunk, so that only the chunks being combined are in memory (a
+    memory map of the whole would count every page it touches in the process's memory)."""
+
+    def __init__(self, n_chunks: int) -> None:
+        self._in_memory: dict[int, np.ndarray] | None = {} if n_chunks == 1 else None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> "_LevelStore":
+        if self._in_memory is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="scgapfill-impute-")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._workdir is not None:
+            self._workdir.cleanup()
+
+    def _path(self, i: int) -> str:
+        return os.path.join(self._workdir.name, f"levels_{i}.npy")
+
+    def put(self, i: int, levels: np.ndarray) -> None:
+        if self._in_memory is not None:
+            self._in_memory[i] = levels
+        else:
+            np.save(self._path(i), levels)
+
+    def get(self, i: int) -> np.ndarray:
+        return self._in_memory[i] if self._in_memory is not None else np.load(self._path(i))
 
 
 def impute_counts(

@@ -181,16 +181,18 @@ def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, st
 
     Same parameters as :func:`neighbour_context`; ``walk @ values`` is the context of ``values``.
     """
+    _check_steps(steps)  # before the PCA: a wrong value fails before any work
     return diffuse(neighbour_graph(lognorm, k, n_pcs, seed), steps)
 
 
 def neighbour_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -> sp.csr_matrix:
     """The one-step walk: weight ``1/k`` on each of a cell's ``k`` nearest neighbours in PCA space,
     the cell itself excluded (zero diagonal). Parameters as in :func:`neighbour_context`."""
-    return knn_graph(pca_embedding(lognorm, n_pcs, seed, k)[0], k)
+    _check_k(k)
+    return knn_graph(pca_embedding(lognorm, n_pcs, seed)[0], k)
 
 
-def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0, k: int = 1) -> tuple[np.ndarray, Any]:
+def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0) -> tuple[np.ndarray, Any]:
     """Cells in ``n_pcs`` PCA components (capped to fit the matrix), and the fitted PCA (``None``
     where the matrix is too small for one: the embedding is then the matrix itself)."""
     from sklearn.decomposition import PCA
@@ -200,8 +202,8 @@ def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0, k: int = 1) -> t
         raise ValueError(
             f"the neighbour context needs at least 2 cells, got {n_cells}; set model.context_channel=false"
         )
-    if k < 1 or n_pcs < 1:
-        raise ValueError(f"model.context_k and model.context_n_pcs must be >= 1, got {k} and {n_pcs}")
+    if n_pcs < 1:
+        raise ValueError(f"model.context_n_pcs must be >= 1, got {n_pcs}")
     X = sp.csr_matrix(lognorm, dtype=np.float64)
     n_components = min(n_pcs, min(n_cells, n_genes) - 1)
     if n_components < 1:
@@ -214,6 +216,7 @@ def knn_graph(embedding: np.ndarray, k: int) -> sp.csr_matrix:
     """Weight ``1/k`` on each cell's ``k`` nearest neighbours in ``embedding``, itself excluded."""
     from sklearn.neighbors import NearestNeighbors
 
+    _check_k(k)
     n_cells = embedding.shape[0]
     k = min(k, n_cells - 1)
     _, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(embedding).kneighbors(embedding)
@@ -228,11 +231,20 @@ def knn_graph(embedding: np.ndarray, k: int) -> sp.csr_matrix:
     )
 
 
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"model.context_k must be >= 1, got {k}")
+
+
+def _check_steps(steps: int) -> None:
+    if steps < 1:
+        raise ValueError(f"model.context_steps must be >= 1, got {steps}")
+
+
 def diffuse(weights: sp.csr_matrix, steps: int) -> sp.csr_matrix:
     """``steps`` random-walk steps on ``weights`` with the walks that return to their cell removed
     and the rows renormalised, so a cell's own values never come back to it."""
-    if steps < 1:
-        raise ValueError(f"model.context_steps must be >= 1, got {steps}")
+    _check_steps(steps)
     walk = weights
     for _ in range(steps - 1):
         walk = walk @ weights
