@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import time
@@ -49,9 +50,12 @@ def variants(bundle, masked: sp.csr_matrix) -> dict[str, np.ndarray]:
     _, pca = pca_embedding(values, int(bundle.model_params["context_n_pcs"]), int(bundle.train_params["seed"]))
     embedded = kept if pca is None else pca.transform(kept)
 
+    @functools.cache
+    def walk(k: int, steps: int):
+        return diffuse(knn_graph(embedded, k), steps)
+
     def averaged(k: int, steps: int, weight: float, neighbours_give: np.ndarray) -> np.ndarray:
-        walk = diffuse(knn_graph(embedded, k), steps)
-        out = np.log1p((1 - weight) * np.expm1(own) + weight * np.asarray(walk @ np.expm1(neighbours_give)))
+        out = np.log1p((1 - weight) * np.expm1(own) + weight * np.asarray(walk(k, steps) @ np.expm1(neighbours_give)))
         out[observed.row, observed.col] = observed.data
         return out
 

@@ -126,8 +126,11 @@ def imputed_chunks(
     graph = walk = source = pca = None
     k = int(model_params["context_k"])
     space = model_params.get("context_space", "log")  # bundles saved before the option: log
+    # The input's graph serves the context and, unless found again on the estimates, the average;
+    # the PCA also places the estimates when they are.
     if model_params["context_channel"] or smoothing:
         embedding, pca = pca_embedding(values, int(model_params["context_n_pcs"]), int(bundle.train_params["seed"]))
+    if model_params["context_channel"] or (smoothing and not on_imputed):
         graph = knn_graph(embedding, k)
     if model_params["context_channel"]:
         source = context_source(values, space)  # once: each chunk's context averages every cell
@@ -180,16 +183,16 @@ def imputed_chunks(
             if on_imputed:
                 embedded.append(embed(chunk, own))
             store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
-        if on_imputed:
-            graph = knn_graph(np.vstack(embedded), k)
+        smoothing_graph = knn_graph(np.vstack(embedded), k) if on_imputed else graph
         for i, chunk in enumerate(chunks):
-            block = graph[chunk]
+            own_levels = store.get(i)
+            block = smoothing_graph[chunk]
             neighbours = np.zeros((block.shape[0], n_genes), dtype=np.float64)
             for j, source_chunk in enumerate(chunks):
                 part = block[:, source_chunk]
                 if part.nnz:
-                    neighbours += part @ store.get(j)
-            mean = (1 - smoothing) * store.get(i) + smoothing * neighbours
+                    neighbours += part @ (own_levels if j == i else store.get(j))
+            mean = (1 - smoothing) * own_levels + smoothing * neighbours
             yield chunk, finished(chunk, np.log1p(mean).astype(np.float32))
 
 
