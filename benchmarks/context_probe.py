@@ -24,7 +24,7 @@ from scgapfill import masks, metrics
 from scgapfill.benchmark import prepare_dataset
 from scgapfill.evaluate import build_evaluation_data
 from scgapfill.normalization import lognorm, size_factors
-from scgapfill.train.data import neighbour_context
+from scgapfill.cellgraph import neighbour_context
 
 # (k, PCs, steps)
 SETTINGS = [(15, 30, 1), (30, 30, 1), (15, 30, 2), (15, 30, 3), (30, 30, 3)]

@@ -34,7 +34,7 @@ from scgapfill.impute import impute_counts
 from scgapfill.layout import compute_layout
 from scgapfill.normalization import lognorm, size_factors
 from scgapfill.params import parse
-from scgapfill.train.data import neighbour_context
+from scgapfill.cellgraph import neighbour_context
 from scgapfill.train.fit import fit_gapfill
 
 

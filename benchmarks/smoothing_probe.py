@@ -34,7 +34,7 @@ from scgapfill.impute import impute_counts
 from scgapfill.layout import compute_layout
 from scgapfill.normalization import lognorm, size_factors
 from scgapfill.params import parse
-from scgapfill.train.data import diffuse, knn_graph, pca_embedding
+from scgapfill.cellgraph import diffuse, knn_graph, pca_embedding
 from scgapfill.train.fit import fit_gapfill
 
 COLUMNS = ["heldout_pearson", "ari_after", "ari_before", "truth_rmse", "truth_mean_rmse", "heldout_truth_mean_pearson"]

@@ -106,7 +106,8 @@ def imputed_chunks(
     import torch
 
     from .nn import network_input
-    from .train.data import GeneScaler, as_counts_matrix, context_source, diffuse, knn_graph, pca_embedding, walk_mean
+    from .cellgraph import context_source, diffuse, knn_graph, pca_embedding, walk_mean
+    from .train.data import GeneScaler, as_counts_matrix
 
     if batch_size < 1:
         raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")

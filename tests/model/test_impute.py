@@ -95,7 +95,7 @@ def test_gene_count_mismatch_raises(untrained, counts):
 
 
 def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrained, counts):
-    from scgapfill.train.data import neighbour_graph
+    from scgapfill.cellgraph import neighbour_graph
 
     weight = 0.4
     smoothed = dataclasses.replace(
@@ -120,7 +120,7 @@ def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrain
 
 
 def test_smoothing_neighbours_found_again_on_the_estimates(untrained, counts):
-    from scgapfill.train.data import knn_graph, pca_embedding
+    from scgapfill.cellgraph import knn_graph, pca_embedding
 
     params = {**untrained.model_params, "output_smoothing": 0.5}
     alone = dataclasses.replace(untrained, model_params={**params, "output_smoothing": 0.0})

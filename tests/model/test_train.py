@@ -13,7 +13,8 @@ import torch
 from scgapfill import masks
 from scgapfill.impute import impute_counts
 from scgapfill.model_io import GapFillBundle
-from scgapfill.train.data import GeneScaler, neighbour_context
+from scgapfill.cellgraph import neighbour_context
+from scgapfill.train.data import GeneScaler
 from scgapfill.train.fit import fit_gapfill, split_cells
 
 
@@ -151,7 +152,7 @@ def test_diffused_context_never_returns_the_cells_own_values():
 
 
 def test_neighbour_walk_is_row_stochastic_without_self_and_gives_the_context():
-    from scgapfill.train.data import neighbour_walk
+    from scgapfill.cellgraph import neighbour_walk
 
     rng = np.random.default_rng(1)
     X = sp.csr_matrix(rng.poisson(2.0, size=(30, 12)).astype(float))
@@ -226,7 +227,7 @@ def test_weight_averaging_saves_the_averaged_weights_it_validated(masked, layout
 
 
 def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
-    from scgapfill.train.data import context_source, neighbour_walk, walk_mean
+    from scgapfill.cellgraph import context_source, neighbour_walk, walk_mean
 
     rng = np.random.default_rng(2)
     X = sp.csr_matrix(np.log1p(rng.poisson(1.5, size=(30, 12)).astype(float) * 100))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["fit_gapfill", "GeneScaler", "neighbour_context"]
+__all__ = ["fit_gapfill", "GeneScaler"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,8 +16,8 @@ def __getattr__(name: str) -> Any:
         from .fit import fit_gapfill
 
         return fit_gapfill
-    if name in ("GeneScaler", "neighbour_context"):
-        from . import data
+    if name == "GeneScaler":
+        from .data import GeneScaler
 
-        return getattr(data, name)
+        return GeneScaler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,7 +36,8 @@ from ..layout import to_grid, validate_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
 from ..params import ModelParams, TrainParams, parse
-from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix, neighbour_context
+from ..cellgraph import neighbour_context
+from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix
 from .module import GapFillModule
 
 log = logging.getLogger(__name__)
