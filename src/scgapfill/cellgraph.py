@@ -95,7 +95,7 @@ def neighbour_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -
     """The one-step walk: weight ``1/k`` on each of a cell's ``k`` nearest neighbours in PCA space,
     the cell itself excluded (zero diagonal). Parameters as in :func:`neighbour_context`."""
     _check_k(k)
-    return knn_graph(pca_embedding(lognorm, n_pcs, seed)[0], k)
+    return knn_graph(pca_embedding(lognorm, n_pcs, seed)[0], k, seed)
 
 
 def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0) -> tuple[np.ndarray, Any]:
@@ -118,23 +118,110 @@ def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0) -> tuple[np.ndar
     return pca.fit_transform(X), pca
 
 
-def knn_graph(embedding: np.ndarray, k: int) -> sp.csr_matrix:
-    """Weight ``1/k`` on each cell's ``k`` nearest neighbours in ``embedding``, itself excluded."""
-    from sklearn.neighbors import NearestNeighbors
+# Above this many cells the neighbours are searched approximately (pynndescent). Exact search
+# costs O(n^2) distance evaluations; benchmarks/neighbours.py measured where the two cross and
+# the approximate search's recall (docs/performance.md).
+EXACT_MAX_CELLS = 50_000
 
+
+def nearest_neighbours(
+    embedding: np.ndarray, k: int, seed: int = 0, exact_max_cells: int = EXACT_MAX_CELLS, algorithm: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's ``k`` nearest other cells (itself excluded), nearest first: ``(indices, distances)``.
+
+    Exact (scikit-learn, ``algorithm`` as in :class:`~sklearn.neighbors.NearestNeighbors`) up to
+    ``exact_max_cells`` cells, approximate above (pynndescent's NN-descent, seeded, with UMAP's
+    settings for the number of trees and iterations). ``k`` is capped at ``n_cells - 1``.
+    """
     _check_k(k)
+    embedding = np.asarray(embedding)
     n_cells = embedding.shape[0]
+    if n_cells < 2:
+        raise ValueError(f"a neighbour graph needs at least 2 cells, got {n_cells}")
     k = min(k, n_cells - 1)
-    _, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(embedding).kneighbors(embedding)
+    if n_cells <= exact_max_cells:
+        from sklearn.neighbors import NearestNeighbors
+
+        distances, neighbours = (
+            NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm).fit(embedding).kneighbors(embedding)
+        )
+    else:
+        from pynndescent import NNDescent
+
+        index = NNDescent(
+            embedding, n_neighbors=k + 1, random_state=seed, low_memory=True, verbose=False,
+            n_trees=min(64, 5 + int(round(n_cells**0.5 / 20.0))), n_iters=max(5, int(round(np.log2(n_cells)))),
+        )
+        neighbours, distances = index.neighbor_graph
     rows = np.arange(n_cells)
     # Duplicate cells can push the cell itself out of first place: drop it wherever it is,
     # and drop the farthest neighbour where it does not appear at all.
     is_self = neighbours == rows[:, None]
     is_self[~is_self.any(axis=1), -1] = True
-    picked = neighbours[~is_self].reshape(n_cells, k)
+    keep = ~is_self
+    return neighbours[keep].reshape(n_cells, k), distances[keep].reshape(n_cells, k)
+
+
+def knn_graph(embedding: np.ndarray, k: int, seed: int = 0) -> sp.csr_matrix:
+    """Weight ``1/k`` on each cell's ``k`` nearest neighbours in ``embedding``, itself excluded."""
+    neighbours, _ = nearest_neighbours(embedding, k, seed)
+    n_cells, k = neighbours.shape
     return sp.csr_matrix(
-        (np.full(n_cells * k, 1.0 / k), (np.repeat(rows, k), picked.ravel())), shape=(n_cells, n_cells)
+        (np.full(n_cells * k, 1.0 / k), (np.repeat(np.arange(n_cells), k), neighbours.ravel())),
+        shape=(n_cells, n_cells),
     )
+
+
+class NeighboursTransformer:
+    """The project's neighbour search as a scikit-learn style KNN transformer for scanpy.
+
+    ``sc.pp.neighbors(adata, transformer=NeighboursTransformer(15))`` then gives the same graph at
+    every size: scanpy's own choice switches to pynndescent above 4,096 cells, whose sparse *array*
+    result scanpy 1.11 cannot read (``'csr_array' object has no attribute 'getnnz'``). The result is
+    a ``scipy.sparse.csr_matrix`` of distances, each row the cell itself (distance 0) and then its
+    ``n_neighbors - 1`` nearest neighbours, nearest first, as scanpy's exact path builds it.
+    """
+
+    def __init__(self, n_neighbors: int = 15, seed: int = 0, exact_max_cells: int = EXACT_MAX_CELLS) -> None:
+        self.n_neighbors = n_neighbors
+        self.seed = seed
+        self.exact_max_cells = exact_max_cells
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"n_neighbors": self.n_neighbors, "seed": self.seed, "exact_max_cells": self.exact_max_cells}
+
+    def fit(self, X: Any, y: Any = None) -> "NeighboursTransformer":
+        return self
+
+    def transform(self, X: Any) -> sp.csr_matrix:
+        """The neighbours of the cells of ``X`` among themselves (scanpy calls ``fit_transform``)."""
+        X = np.asarray(X)
+        n_cells = X.shape[0]
+        # Brute force, as scanpy's exact path: the same neighbours and distances, so the same graph.
+        others, distances = nearest_neighbours(X, self.n_neighbors - 1, self.seed, self.exact_max_cells, "brute")
+        k = others.shape[1] + 1
+        indices = np.hstack([np.arange(n_cells)[:, None], others]).ravel()
+        data = np.hstack([np.zeros((n_cells, 1)), distances]).ravel()
+        # Built from (data, indices, indptr) so each row keeps nearest-first order, which scanpy reads.
+        return sp.csr_matrix((data, indices, np.arange(0, n_cells * k + 1, k)), shape=(n_cells, n_cells))
+
+    def fit_transform(self, X: Any, y: Any = None) -> sp.csr_matrix:
+        return self.fit(X).transform(X)
+
+
+def scanpy_neighbours(values: Any, n_pcs: int = 50, n_neighbors: int = 15, seed: int = 0) -> Any:
+    """An AnnData of ``values`` with scanpy's PCA and neighbour graph (UMAP connectivities), ready
+    for ``sc.tl.leiden`` and ``sc.tl.umap``; the neighbours come from :class:`NeighboursTransformer`.
+    ``n_pcs`` and ``n_neighbors`` are capped to fit small inputs."""
+    import anndata as ad
+    import scanpy as sc
+
+    matrix = values.astype(np.float32) if sp.issparse(values) else np.asarray(values, dtype=np.float32)
+    adata = ad.AnnData(X=matrix)
+    sc.pp.pca(adata, n_comps=min(n_pcs, min(adata.shape) - 1), random_state=seed)
+    transformer = NeighboursTransformer(min(n_neighbors, adata.n_obs - 1), seed)
+    sc.pp.neighbors(adata, use_rep="X_pca", random_state=seed, transformer=transformer)
+    return adata
 
 
 def _check_k(k: int) -> None:

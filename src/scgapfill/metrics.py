@@ -202,18 +202,6 @@ def mcv_scores(
 # ----------------------------------------------------------------------------- clustering
 
 
-def _neighbour_graph(values: Any, seed: int, n_pcs: int, n_neighbors: int) -> Any:
-    import anndata as ad
-    import scanpy as sc
-
-    matrix = values.astype(np.float32) if sp.issparse(values) else np.asarray(values, dtype=np.float32)
-    adata = ad.AnnData(X=matrix)
-    n_comps = min(n_pcs, min(adata.shape) - 1)
-    sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
-    sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, adata.n_obs - 1), use_rep="X_pca", random_state=seed)
-    return adata
-
-
 def _leiden(adata: Any, resolution: float, seed: int) -> np.ndarray:
     import scanpy as sc
 
@@ -272,7 +260,9 @@ def cluster_labels(
         raise ValueError(f"resolution_range must be (low, high) with 0 < low < high, got {resolution_range}")
     if max_tries < 2:
         raise ValueError(f"max_tries must be >= 2 (both ends of the range), got {max_tries}")
-    adata = _neighbour_graph(X_lognorm, seed, n_pcs, n_neighbors)
+    from .cellgraph import scanpy_neighbours
+
+    adata = scanpy_neighbours(X_lognorm, n_pcs, n_neighbors, seed)
 
     tried: list[tuple[int, float, np.ndarray]] = []
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -31,13 +30,11 @@ def _new_figure(n_rows: int, n_cols: int, size: tuple[float, float]) -> tuple[Fi
 
 
 def _umap(values: Any, seed: int) -> np.ndarray:
-    import anndata as ad
     import scanpy as sc
 
-    matrix = values.astype(np.float32) if sp.issparse(values) else np.asarray(values, dtype=np.float32)
-    adata = ad.AnnData(X=matrix)
-    sc.pp.pca(adata, n_comps=min(50, min(adata.shape) - 1), random_state=seed)
-    sc.pp.neighbors(adata, n_neighbors=min(15, adata.n_obs - 1), use_rep="X_pca", random_state=seed)
+    from .cellgraph import scanpy_neighbours
+
+    adata = scanpy_neighbours(values, n_pcs=50, n_neighbors=15, seed=seed)
     sc.tl.umap(adata, random_state=seed)
     return adata.obsm["X_umap"]
 

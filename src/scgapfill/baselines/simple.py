@@ -77,8 +77,7 @@ def knn(counts: Any, *, k: int = 15, n_pcs: int = 30, seed: int = 0) -> np.ndarr
     seed
         Random state of the PCA solver.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import NearestNeighbors
+    from ..cellgraph import nearest_neighbours, pca_embedding
 
     k = _check_positive_int(k, "k")
     n_pcs = _check_positive_int(n_pcs, "n_pcs")
@@ -88,10 +87,12 @@ def knn(counts: Any, *, k: int = 15, n_pcs: int = 30, seed: int = 0) -> np.ndarr
         raise ValueError(f"knn needs at least 2 cells and 2 genes, got shape {values.shape}")
     if k > n_cells:
         raise ValueError(f"knn k={k} exceeds the number of cells ({n_cells}); lower k")
-    n_pcs = min(n_pcs, min(n_cells, n_genes) - 1)
-    # float32 halves the memory of the densified matrix; PCA needs no more precision.
-    embedding = PCA(n_components=n_pcs, random_state=seed).fit_transform(values.toarray().astype(np.float32))
-    neighbours = NearestNeighbors(n_neighbors=k).fit(embedding).kneighbors(embedding, return_distance=False)
+    if k == 1:
+        return np.asarray(values.toarray())
+    # PCA on the sparse matrix and the project's neighbour search: nothing dense but the output.
+    embedding, _ = pca_embedding(values, n_pcs, seed)
+    others, _ = nearest_neighbours(embedding, k - 1, seed)
+    neighbours = np.hstack([np.arange(n_cells)[:, None], others])
     # A sparse row-averaging operator keeps the smoothing O(n_cells * k * nnz per cell).
     rows = np.repeat(np.arange(n_cells), k)
     weights = sp.csr_matrix((np.full(rows.size, 1.0 / k), (rows, neighbours.ravel())), shape=(n_cells, n_cells))
