@@ -22,9 +22,9 @@ def setup():
     return adata, counts, mask, masked, train, build_evaluation_data(adata, mask, train, test)
 
 
-def test_truth_uses_the_size_factors_of_the_masked_counts(setup):
+def test_heldout_truth_is_a_share_of_the_unmasked_library(setup):
     _, counts, mask, masked, _, data = setup
-    sf = size_factors(masked)
+    sf = size_factors(counts)
     rows, cols = mask.nonzero()
     expected = np.log1p(np.asarray(counts[data.rows, data.cols]).ravel() / sf[data.rows] * 1e4)
     np.testing.assert_allclose(data.heldout_truth, expected)
@@ -33,10 +33,13 @@ def test_truth_uses_the_size_factors_of_the_masked_counts(setup):
 
 def test_perfect_imputer_scores_zero_error_and_perfect_correlation(setup):
     _, counts, _, masked, train, data = setup
-    perfect = lognorm(counts, size_factors(masked)).toarray()
+    perfect = lognorm(counts, size_factors(counts)).toarray()
     scores = score_method(data, perfect, None, {"plots": False}).metrics
     assert scores["heldout_rmse"] == pytest.approx(0, abs=1e-9)
     assert scores["heldout_pearson"] == pytest.approx(1)
+    # The true counts filled in without renormalising the cell: too much mass, not perfect.
+    unrenormalised = lognorm(counts, size_factors(masked)).toarray()
+    assert score_method(data, unrenormalised, None, {"plots": False}).metrics["heldout_rmse"] > 0.05
     assert 0 < scores["ari_before"] <= 1  # labels known: clustering scored
     assert "truth_rmse" in scores and "false_corr_rate" in scores
 

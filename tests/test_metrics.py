@@ -84,6 +84,23 @@ def test_heldout_cell_pearson_median_by_hand():
     assert scores["heldout_cell_pearson_median"] == pytest.approx((r0 - 1.0) / 2)
 
 
+def test_heldout_gene_pearson_median_by_hand():
+    rng = np.random.default_rng(1)
+    n_cells = 40
+    truth_by_gene = rng.gamma(2.0, 1.0, size=(n_cells, 3))
+    imputed = np.zeros((n_cells, 3))
+    imputed[:, 0] = truth_by_gene[:, 0] * 2 + 1  # r = 1 within the gene
+    imputed[:, 1] = truth_by_gene[:, 1].mean()  # the gene's average: constant, skipped
+    imputed[:, 2] = -truth_by_gene[:, 2]  # r = -1
+    rows = np.tile(np.arange(n_cells), 3)
+    cols = np.repeat(np.arange(3), n_cells)
+    truth = truth_by_gene.T.ravel()
+    assert heldout_scores(imputed, truth, rows, cols)["heldout_gene_pearson_median"] == pytest.approx(0.0)
+    # A gene with fewer than MIN_HELDOUT_PER_GENE held-out entries is not counted.
+    few = (cols != 2) | (rows < 5)
+    assert heldout_scores(imputed, truth[few], rows[few], cols[few])["heldout_gene_pearson_median"] == pytest.approx(1.0)
+
+
 def test_heldout_validation(heldout_case):
     imputed, rows, cols = heldout_case
     truth = imputed[rows, cols]
@@ -190,19 +207,19 @@ def test_clustering_validation():
 # ----------------------------------------------------------------------------- truth
 
 
-def test_truth_scores_use_the_given_size_factors():
+def test_truth_scores_compare_compositions():
     truth_counts = np.array([[2.0, 2.0], [1.0, 3.0]])
     truth_mean = np.array([[1.5, 2.5], [2.0, 2.0]])
-    sf = np.array([2.0, 4.0])  # masked totals, smaller than the true totals
-    perfect = np.log1p(truth_counts / sf[:, None] * 1e4)
-    scores = truth_scores(perfect, truth_counts, truth_mean, sf)
+    perfect = np.log1p(truth_counts / truth_counts.sum(axis=1, keepdims=True) * 1e4)
+    scores = truth_scores(perfect, truth_counts, truth_mean)
     assert scores["truth_rmse"] == 0.0
     assert scores["truth_pearson"] == pytest.approx(1.0)
-    mean_ln = np.log1p(truth_mean / sf[:, None] * 1e4)
+    mean_ln = np.log1p(truth_mean / truth_mean.sum(axis=1, keepdims=True) * 1e4)
     assert scores["truth_mean_rmse"] == pytest.approx(np.sqrt(np.mean((perfect - mean_ln) ** 2)))
-    # With the truth's own totals instead, cell 0 would be log1p(5000): a different value.
-    assert scores["truth_mean_rmse"] > 0.1
-    assert truth_scores(mean_ln, truth_counts, truth_mean, sf)["truth_mean_rmse"] == 0.0
+    assert truth_scores(mean_ln, truth_counts, truth_mean)["truth_mean_rmse"] == 0.0
+    # The right shares on a cell scaled as if its library were half as deep: not a perfect score.
+    mis_scaled = np.log1p(truth_counts / (truth_counts.sum(axis=1, keepdims=True) / 2) * 1e4)
+    assert truth_scores(mis_scaled, truth_counts, truth_mean)["truth_rmse"] == pytest.approx(np.log(2), rel=1e-3)
 
 
 def _independent_truth(seed=0):
@@ -212,13 +229,13 @@ def _independent_truth(seed=0):
     truth_mean[:, 5] = 3.0  # a constant gene: r is NaN in numpy, counted as 0 here
     truth_counts = rng.poisson(truth_mean).astype(float)
     truth_counts[:, 0] += 1
-    return truth_counts, truth_mean, size_factors(truth_counts)
+    return truth_counts, truth_mean, size_factors(truth_mean)  # the mean's composition: lognorm(mean, sf)
 
 
 def test_false_corr_rate_zero_for_the_truth():
     truth_counts, truth_mean, sf = _independent_truth()
     perfect_mean = lognorm(truth_mean, sf)
-    scores = truth_scores(perfect_mean, truth_counts, truth_mean, sf)
+    scores = truth_scores(perfect_mean, truth_counts, truth_mean)
     # Real correlations (the module) are not "false": only independent pairs count.
     assert np.corrcoef(perfect_mean[:, 36], perfect_mean[:, 37])[0, 1] > 0.4
     assert scores["false_corr_rate"] == 0.0
@@ -229,14 +246,14 @@ def test_false_corr_rate_high_for_a_shared_cell_factor():
     truth_counts, truth_mean, sf = _independent_truth()
     shared = np.random.default_rng(5).normal(0.0, 2.0, size=(300, 1))
     smeared = lognorm(truth_mean, sf) + shared
-    assert truth_scores(smeared, truth_counts, truth_mean, sf)["false_corr_rate"] > 0.9
+    assert truth_scores(smeared, truth_counts, truth_mean)["false_corr_rate"] > 0.9
 
 
 def test_false_corr_rate_gene_subset_is_seeded():
     truth_counts, truth_mean, sf = _independent_truth()
     smeared = lognorm(truth_mean, sf) + np.random.default_rng(5).normal(0.0, 0.5, size=(300, 1))
-    first = truth_scores(smeared, truth_counts, truth_mean, sf, max_genes_corr=10, seed=3)
-    again = truth_scores(smeared, truth_counts, truth_mean, sf, max_genes_corr=10, seed=3)
+    first = truth_scores(smeared, truth_counts, truth_mean, max_genes_corr=10, seed=3)
+    again = truth_scores(smeared, truth_counts, truth_mean, max_genes_corr=10, seed=3)
     assert 0 < first["false_corr_rate"] < 1
     assert first["false_corr_rate"] == again["false_corr_rate"]
 
@@ -244,9 +261,9 @@ def test_false_corr_rate_gene_subset_is_seeded():
 def test_truth_scores_validation():
     truth_counts, truth_mean, sf = _independent_truth()
     with pytest.raises(ValueError, match="shape"):
-        truth_scores(np.zeros((300, 39)), truth_counts, truth_mean, sf)
-    with pytest.raises(ValueError, match="size_factors"):
-        truth_scores(np.zeros((300, 40)), truth_counts, truth_mean, sf[:-1])
+        truth_scores(np.zeros((300, 39)), truth_counts, truth_mean)
+    with pytest.raises(ValueError, match="truth_mean"):
+        truth_scores(np.zeros((300, 40)), truth_counts, truth_mean[:, :-1])
 
 
 def test_clustering_scores_reuses_a_given_before_clustering():
@@ -273,13 +290,13 @@ def test_heldout_truth_mean_pearson_scores_only_the_heldout_entries():
     mean_ln = lognorm(truth_mean, sf)
     rows, cols = np.arange(0, 300, 3), np.arange(300) % 40
     rows, cols = np.repeat(rows, 2), cols[: rows.size * 2]
-    assert "heldout_truth_mean_pearson" not in truth_scores(mean_ln, truth_counts, truth_mean, sf)
+    assert "heldout_truth_mean_pearson" not in truth_scores(mean_ln, truth_counts, truth_mean)
     spoiled = mean_ln.copy()
     untouched = np.ones(spoiled.shape, dtype=bool)
     untouched[rows, cols] = False
     spoiled[untouched] = 0.0  # wrong everywhere except at the held-out entries
-    scores = truth_scores(spoiled, truth_counts, truth_mean, sf, heldout=(rows, cols))
+    scores = truth_scores(spoiled, truth_counts, truth_mean, heldout=(rows, cols))
     assert scores["heldout_truth_mean_pearson"] == pytest.approx(1.0)
     assert scores["truth_mean_pearson"] < 0.9
     noisy = mean_ln + np.random.default_rng(3).normal(0.0, 1.0, size=mean_ln.shape)
-    assert truth_scores(noisy, truth_counts, truth_mean, sf, heldout=(rows, cols))["heldout_truth_mean_pearson"] < 0.9
+    assert truth_scores(noisy, truth_counts, truth_mean, heldout=(rows, cols))["heldout_truth_mean_pearson"] < 0.9

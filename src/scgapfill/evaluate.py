@@ -77,9 +77,11 @@ def build_evaluation_data(
     counts = sp.csr_matrix(processed.layers["counts"])
     masked = masks.apply_mask(counts, heldout_mask)
     rows, cols, values = masks.masked_values(counts, heldout_mask)
-    sf = size_factors(masked)
-    # Truth is normalised with the size factors of the counts the methods receive.
-    truth = np.log1p(values / sf[rows] * 1e4)
+    # A held-out count is scored as a share of its cell's whole (unmasked) library: the composition
+    # the cell really had. With the masked library instead, the truth would carry the same
+    # mis-scaling as an output that fills zeros without renormalising, and hide it.
+    library = size_factors(counts)
+    truth = np.log1p(values / library[rows] * 1e4)
     label_key = processed.uns.get("label_key") or None
     labels = processed.obs[label_key].astype(str).to_numpy() if label_key else None
     truth_counts = processed.layers.get("true_counts")
@@ -145,7 +147,7 @@ def score_method(
     if data.truth_counts is not None and data.truth_mean is not None:
         scores.update(
             metrics.truth_scores(
-                imputed, data.truth_counts, data.truth_mean, data.size_factors,
+                imputed, data.truth_counts, data.truth_mean,
                 max_genes_corr=params.max_genes_corr, seed=params.seed, heldout=(data.rows, data.cols),
             )
         )
