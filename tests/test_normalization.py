@@ -92,3 +92,17 @@ def test_check_counts_drops_explicit_zeros():
     assert matrix.nnz == 2  # input untouched
     with pytest.raises(ValueError, match="numpy array or a scipy.sparse"):
         check_counts([[1, 2]])
+
+
+def test_as_composition_sums_each_cell_to_the_target_and_keeps_shares():
+    from scgapfill.normalization import as_composition
+
+    levels = np.array([[1.0, 3.0, 0.0], [5.0, 5.0, 10.0], [0.0, 0.0, 0.0]])
+    values = np.log1p(levels).astype(np.float32)
+    out = as_composition(values, target_sum=1e4)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.expm1(out[:2].astype(np.float64)).sum(axis=1), 1e4, rtol=1e-5)
+    np.testing.assert_allclose(np.expm1(out[0].astype(np.float64)), [2500.0, 7500.0, 0.0], rtol=1e-5)
+    np.testing.assert_array_equal(out[2], 0.0)  # an empty cell stays empty
+    with pytest.raises(ValueError, match="target_sum"):
+        as_composition(values, target_sum=0)

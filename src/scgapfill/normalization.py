@@ -144,3 +144,20 @@ def counts_from_lognorm(values: Any, size_factors: Any, target_sum: float = 1e4)
     if not np.all(np.isfinite(dense)):
         raise ValueError("values contains NaN or infinite entries; fix the imputation before converting back")
     return np.expm1(dense) * (sf / target_sum)[:, None]
+
+
+def as_composition(values: Any, target_sum: float = 1e4) -> np.ndarray:
+    """Log-normalised rows rescaled so that each cell's levels sum to ``target_sum``.
+
+    ``log1p(target_sum * expm1(v) / sum(expm1(v)))`` per row, dense, in the input's float dtype;
+    an all-zero row stays zero. A filled profile keeps its shares and loses the mass that filling
+    zeros added: it is again a composition, comparable between cells of different dropout.
+    """
+    _check_matrix(values, "values")
+    target_sum = _check_target_sum(target_sum)
+    dense = values.toarray() if sp.issparse(values) else np.asarray(values)
+    dtype = dense.dtype if np.issubdtype(dense.dtype, np.floating) else np.float64
+    levels = np.expm1(dense.astype(np.float64))
+    totals = levels.sum(axis=1, keepdims=True)
+    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+    return np.log1p(levels * scale).astype(dtype, copy=False)
