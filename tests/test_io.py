@@ -201,6 +201,37 @@ def test_negative_values_raise(tmp_path: Path, counts_adata: ad.AnnData) -> None
         io.load_input({"path": str(path)})
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1.0, 2.5])
+def test_every_stored_value_is_checked_and_the_first_bad_entry_named(tmp_path: Path, bad: float) -> None:
+    # 300k stored values: the bad one sits past the first 200k, where a sampled check stopped looking.
+    rng = np.random.default_rng(0)
+    X = sp.random(3_000, 200, density=0.5, format="csr", random_state=rng, data_rvs=lambda n: rng.integers(1, 9, n))
+    X.data = X.data.astype(np.float32)
+    row = 2_500
+    position = X.indptr[row] + 3
+    X.data[position] = bad
+    adata = ad.AnnData(X=X, obs=pd.DataFrame(index=[f"cell{i}" for i in range(3_000)]),
+                       var=pd.DataFrame(index=[f"g{j}" for j in range(200)]))
+    assert X.indptr[row] > 200_000
+    found_row, found_column, value, n_bad = io.first_non_count(X)
+    assert (found_row, found_column, n_bad) == (row, int(X.indices[position]), 1)
+    np.testing.assert_equal(value, float(np.float32(bad)))
+    path = tmp_path / "bad.h5ad"
+    adata.write_h5ad(path)
+    gene = f"g{X.indices[position]}"
+    with pytest.raises(ValueError, match=rf"input.path=.*bad.h5ad.*1 value\(s\).*cell 'cell2500', gene '{gene}'"):
+        io.load_input({"path": str(path)})
+
+
+def test_the_count_check_is_chunked_and_handles_every_layout(monkeypatch) -> None:
+    monkeypatch.setattr(io, "_CHECK_CHUNK", 7)  # many steps over a small matrix
+    dense = np.arange(60, dtype=float).reshape(6, 10)
+    dense[4, 3], dense[5, 9] = 0.5, -2.0
+    for matrix in (dense, sp.csr_matrix(dense), sp.csc_matrix(dense), sp.coo_matrix(dense)):
+        assert io.first_non_count(matrix) == (4, 3, 0.5, 2)
+    assert io.is_integer_counts(np.rint(np.abs(dense)))
+
+
 def test_missing_path_raises_file_not_found(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "counts.h5ad"
     with pytest.raises(FileNotFoundError) as info:

@@ -11,6 +11,8 @@ Whatever the source, the result is an AnnData whose ``X`` holds raw integer coun
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 from pathlib import Path
 
@@ -75,24 +77,57 @@ def read_counts_file(path: str | Path) -> ad.AnnData:
     return adata
 
 
-def is_integer_counts(matrix, max_entries: int | None = 200_000) -> bool:
-    """True if the stored values (the first ``max_entries``; ``None``: all) are non-negative integers."""
+# Values checked per step: bounds the temporary arrays of the check on a large matrix.
+_CHECK_CHUNK = 1 << 24
+
+
+def _not_counts(values: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(values) | (values < 0) | (values != np.rint(values))
+
+
+def first_non_count(matrix: Any) -> tuple[int, int, float, int] | None:
+    """``(row, column, value, n_bad)`` of the first stored value that is not a raw count (a finite,
+    non-negative integer) and how many there are; ``None`` when every value is one. Every value is
+    checked, in steps of ``_CHECK_CHUNK`` so that the check stays small on a million cells."""
     data = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
-    sample = data if max_entries is None else data[:max_entries]
-    return bool(sample.size == 0 or (sample.min() >= 0 and np.allclose(sample, np.rint(sample))))
+    first, n_bad = -1, 0
+    for start in range(0, data.size, _CHECK_CHUNK):
+        bad = _not_counts(data[start : start + _CHECK_CHUNK])
+        found = int(bad.sum())
+        if found and first < 0:
+            first = start + int(np.argmax(bad))
+        n_bad += found
+    if first < 0:
+        return None
+    if sp.issparse(matrix):
+        csr = matrix if matrix.format == "csr" else sp.csr_matrix(matrix)
+        if csr is not matrix:  # positions of another format's .data differ: find the entry in CSR
+            return first_non_count(csr)
+        row, column = int(np.searchsorted(csr.indptr, first, side="right") - 1), int(csr.indices[first])
+    else:
+        row, column = (int(i) for i in np.unravel_index(first, np.shape(matrix)))
+    return row, column, float(data[first]), n_bad
+
+
+def is_integer_counts(matrix: Any) -> bool:
+    """True if every stored value is a finite, non-negative integer (see :func:`first_non_count`)."""
+    return first_non_count(matrix) is None
 
 
 def _use_count_layer(adata: ad.AnnData, source: str) -> ad.AnnData:
     """Put raw counts in ``X``: take ``layers['counts']`` when ``X`` is not integer counts."""
-    if is_integer_counts(adata.X):
+    bad = first_non_count(adata.X)
+    if bad is None:
         return adata
     if "counts" in adata.layers and is_integer_counts(adata.layers["counts"]):
         log.info("%s: X is not integer counts; using layers['counts']", source)
         adata.X = adata.layers["counts"].copy()
         return adata
+    row, column, value, n_bad = bad
     raise ValueError(
-        f"{source}: X holds non-integer or negative values and there is no layers['counts'] with raw counts. "
-        "scgapfill needs raw UMI counts: store them in X or in layers['counts']"
+        f"input.path={source!r}: X is not raw counts ({n_bad} value(s) are not finite non-negative integers, "
+        f"the first {value!r} at cell {adata.obs_names[row]!r}, gene {adata.var_names[column]!r}) and there is "
+        "no layers['counts'] with raw counts; store raw UMI counts in X or in layers['counts']"
     )
 
 

@@ -63,7 +63,7 @@ def read_aligned_counts_backed(
         for start in range(0, backed.n_obs, chunk_size):
             chunk = backed.X[start : min(start + chunk_size, backed.n_obs)]
             chunk = sp.csr_matrix(chunk, dtype=np.float32)
-            if not is_integer_counts(chunk, max_entries=None):
+            if not is_integer_counts(chunk):
                 raise ValueError(
                     f"{path}: X of cells {start}..{start + chunk.shape[0] - 1} is not raw integer counts; "
                     "chunked inference reads counts from X. Store raw UMI counts in X, or set "
