@@ -94,6 +94,33 @@ def test_validate_all_collects_every_error() -> None:
     assert "input." not in message and "hvg." not in message  # valid sections are not reported
 
 
-def test_validate_all_ignores_unknown_sections() -> None:
-    # Sections without a model (e.g. another team's) are not checked here.
-    assert set(validate_all({"qc": {}, "something_else": {"x": 1}})) == {"qc"}
+def test_validate_all_refuses_unknown_sections_with_the_closest_name() -> None:
+    # A typo in a section name would otherwise be ignored: trian.max_epochs=3 ran 100 epochs.
+    with pytest.raises(ParameterError) as info:
+        validate_all({"qc": {}, "trian": {"max_epochs": 3}, "zzz": 1})
+    message = str(info.value)
+    assert "  trian: not a parameter section; did you mean 'train'?" in message
+    assert "  zzz: not a parameter section; the sections are" in message
+
+
+def test_method_names_are_checked() -> None:
+    from scgapfill.baselines import BASELINES
+    from scgapfill.params import BASELINE_NAMES
+
+    assert set(BASELINE_NAMES) == set(BASELINES)
+    with pytest.raises(ParameterError, match=r"baselines.methods: .*unknown method\(s\) \['magik'\]"):
+        parse("baselines", {"methods": "none+magik"})
+    with pytest.raises(ParameterError, match=r"benchmark.methods: .*\['unnet'\]"):
+        parse("benchmark", {"methods": ["unnet"]})
+    assert parse("benchmark", {"methods": "none+unet"}).methods == ["none", "unet"]
+
+
+def test_a_gpu_is_refused_before_any_work_where_there_is_none(monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParameterError, match="train.accelerator: 'gpu' asks for a GPU"):
+        validate_all({"train": {"accelerator": "gpu"}})
+    assert validate_all({"train": {"accelerator": "cpu"}})["train"].accelerator == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert validate_all({"train": {"accelerator": "gpu"}})["train"].accelerator == "gpu"

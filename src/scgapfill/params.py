@@ -7,6 +7,7 @@ Nodes validate their own section again so the package can be used from a noteboo
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -170,11 +171,29 @@ class EvaluationParams(_Params):
     plots: bool = True
 
 
+# The names scgapfill.baselines.BASELINES registers (a test keeps the two equal); here so that a
+# typo fails at validation without importing the baselines' libraries.
+BASELINE_NAMES = ("none", "gene_mean", "knn", "magic", "alra", "scvi")
+MODEL_METHOD = "unet"
+
+
+def _known_methods(methods: list[str], known: tuple[str, ...]) -> list[str]:
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(known)}")
+    return methods
+
+
 class BaselinesParams(_Params):
     methods: list[str] = ["none", "gene_mean", "knn", "magic", "alra"]
     knn_k: int = Field(15, ge=1)
 
     _split_methods = field_validator("methods", mode="before")(_name_list)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_exist(cls, methods: list[str]) -> list[str]:
+        return _known_methods(methods, BASELINE_NAMES)
 
 
 class BenchmarkParams(_Params):
@@ -183,6 +202,11 @@ class BenchmarkParams(_Params):
     n_seeds: int = Field(3, ge=1)
 
     _split_lists = field_validator("datasets", "methods", mode="before")(_name_list)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_exist(cls, methods: list[str]) -> list[str]:
+        return _known_methods(methods, (*BASELINE_NAMES, MODEL_METHOD))
 
 
 SECTIONS: dict[str, type[_Params]] = {
@@ -227,15 +251,42 @@ def parse(section: str, value: Any) -> Any:
         raise ParameterError(_format(section, err)) from None
 
 
+def _unknown_section(key: str) -> str:
+    close = difflib.get_close_matches(key, SECTIONS, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"the sections are {sorted(SECTIONS)}"
+    return f"  {key}: not a parameter section; {hint}"
+
+
+def _accelerator_problem(train: TrainParams) -> str:
+    """A GPU asked for on a machine without one fails here, not a minute into the run."""
+    if str(train.accelerator).lower() not in ("gpu", "cuda"):
+        return ""
+    import torch
+
+    if torch.cuda.is_available():
+        return ""
+    return (f"  train.accelerator: {train.accelerator!r} asks for a GPU and this machine has none "
+            "(torch.cuda.is_available() is False); use auto or cpu")
+
+
 def validate_all(parameters: dict) -> dict[str, Any]:
-    """Validate every known section present in ``parameters``; collect all errors in one message."""
+    """Validate every section of ``parameters``; collect all errors in one message.
+
+    A top-level key that is no section is refused with the closest section's name: a typo such as
+    ``trian.max_epochs=3`` would otherwise be ignored and start a full run.
+    """
     parsed, problems = {}, []
+    for key in parameters:
+        if key not in SECTIONS:
+            problems.append(_unknown_section(key))
     for section in SECTIONS:
         if section in parameters:
             try:
                 parsed[section] = parse(section, parameters[section])
             except ParameterError as err:
                 problems.append(str(err).split("\n", 1)[1])
+    if "train" in parsed and (problem := _accelerator_problem(parsed["train"])):
+        problems.append(problem)
     if problems:
         raise ParameterError("Invalid parameter(s); fix them in conf/base/parameters*.yml or --params:\n" + "\n".join(problems))
     return parsed
