@@ -14,7 +14,12 @@ BUNDLE_FILE = "gapfill_model.pt"
 
 
 def active_run_logger() -> Any:
-    """A Lightning ``MLFlowLogger`` writing into the active MLflow run (kedro-mlflow's), or None."""
+    """A Lightning ``MLFlowLogger`` writing into the active MLflow run (kedro-mlflow's), or None.
+
+    The run belongs to kedro-mlflow, which ends it FINISHED or FAILED with the pipeline. Lightning's
+    logger would end it itself when ``fit`` returns (``finalize``), so that a pipeline killed after
+    training read FINISHED: this one leaves the run's status alone.
+    """
     import mlflow
 
     run = mlflow.active_run()
@@ -22,7 +27,11 @@ def active_run_logger() -> Any:
         return None
     from lightning.pytorch.loggers import MLFlowLogger
 
-    return MLFlowLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=run.info.run_id, log_model=False)
+    class AttachedMLFlowLogger(MLFlowLogger):
+        def finalize(self, status: str = "success") -> None:
+            """Nothing to close: the run's owner ends it."""
+
+    return AttachedMLFlowLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=run.info.run_id, log_model=False)
 
 
 def _requirements() -> list[str]:
