@@ -71,3 +71,16 @@ def test_wrong_shape_is_refused(setup):
     data = setup[-1]
     with pytest.raises(ValueError, match="imputed matrix"):
         score_method(data, np.zeros((3, 3)), None)
+
+
+def test_plots_off_still_draws_the_heldout_scatter_the_catalog_logs(setup):
+    # The catalog logs the plots folder to MLflow; an empty dict left no folder and failed the run's
+    # last save (evaluation.plots=false at 20k cells). Off only skips the costly UMAPs.
+    from scgapfill.params import EvaluationParams
+    from scgapfill.pipelines.evaluation.nodes import make_figures
+
+    _, counts, _, _, _, data = setup
+    imputed = lognorm(counts, size_factors(counts)).toarray()
+    assert set(make_figures(data, imputed, None, EvaluationParams(plots=False))) == {"heldout_scatter.png"}
+    assert set(make_figures(data, imputed, None, EvaluationParams(plots=True))) == {
+        "heldout_scatter.png", "umap_before_after.png"}
