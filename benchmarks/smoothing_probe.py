@@ -30,7 +30,7 @@ from scgapfill import masks
 from scgapfill.baselines import run_baseline
 from scgapfill.benchmark import prepare_dataset
 from scgapfill.evaluate import build_evaluation_data, score_method
-from scgapfill.impute import impute_counts
+from scgapfill.imputation import impute_counts
 from scgapfill.layout import compute_layout
 from scgapfill.normalization import lognorm, size_factors
 from scgapfill.params import parse

@@ -53,7 +53,7 @@ def unet_method(parameters: dict) -> Callable[[sp.csr_matrix, sp.csr_matrix, lis
     """The U-Net as a benchmark method: layout and training from the MCV train split of the masked counts."""
 
     def run(masked: sp.csr_matrix, mcv_train: sp.csr_matrix, genes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        from .impute import impute_counts
+        from .imputation import impute_counts
         from .train.fit import fit_gapfill
 
         model = parse("model", parameters.get("model", {}))

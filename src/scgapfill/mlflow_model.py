@@ -34,7 +34,7 @@ class GapFillPyfunc(PythonModel):
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from scgapfill.impute import align_genes, impute_counts
+        from scgapfill.imputation import align_genes, impute_counts
 
         params = params or {}
         counts = sp.csr_matrix(np.asarray(model_input, dtype=np.float32))

@@ -27,7 +27,7 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
     (or ``chunk_size: 0``) are read whole. Cells without a count on the model's genes are skipped.
     """
     from scgapfill import io
-    from scgapfill.impute import align_genes
+    from scgapfill.imputation import align_genes
     from scgapfill.streaming import read_aligned_counts_backed
 
     path = parse("input", input_params).path.strip()

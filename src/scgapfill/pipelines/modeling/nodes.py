@@ -63,7 +63,7 @@ def loss_curve_figure(gapfill_model) -> Figure:
 
 
 def _impute(bundle, counts: sp.csr_matrix, impute: dict) -> np.ndarray:
-    from scgapfill.impute import impute_counts
+    from scgapfill.imputation import impute_counts
 
     params = parse("impute", impute)
     return impute_counts(bundle, counts, batch_size=params.batch_size, fill_only_zeros=params.fill_only_zeros)

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
 from .layout import from_grid, to_grid
 from .normalization import lognorm, size_factors
+from .params import ImputeParams, ModelParams, parse
 
 MIN_GENE_OVERLAP = 0.5
+IMPUTATION_SPACE = "log1p(counts / size_factor * 1e4)"
+METHOD = "scgapfill-unet"
+
+
+def imputation_record(params: ImputeParams, report: dict, space: str) -> dict:
+    """What ``uns["gapfill"]`` says about an imputed layer: how it was made and on which genes."""
+    n_model = int(report["n_model_genes"])
+    return {
+        "method": METHOD,
+        "space": space,
+        "fill_only_zeros": bool(params.fill_only_zeros),
+        "output_smoothing": float(params.output_smoothing),
+        "smoothing_neighbours": params.smoothing_neighbours,
+        "n_genes_modelled": n_model - int(report["n_missing"]),
+        "missing_share": int(report["n_missing"]) / n_model if n_model else 0.0,
+    }
 
 
 def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.csr_matrix, dict]:
@@ -87,11 +105,102 @@ def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.
     return aligned, report
 
 
+@dataclass
+class _Inputs:
+    """What every chunk's prediction reads: the cells' values and the graphs built once over all cells."""
+
+    values: sp.csr_matrix  # log1p(counts / sf * 1e4) of every cell
+    space: str  # the context's averaging space
+    pca: Any = None  # the input's principal components (places the estimates when neighbours are found on them)
+    graph: Any = None  # the input's kNN graph
+    walk: Any = None  # the context's random walk on it
+    source: Any = None  # the values the context averages
+
+
+def _inputs(counts: sp.csr_matrix, model: ModelParams, params: ImputeParams, seed: int) -> _Inputs:
+    """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours."""
+    from .cellgraph import context_source, diffuse, knn_graph, pca_embedding
+
+    inputs = _Inputs(values=sp.csr_matrix(lognorm(counts, size_factors(counts)), dtype=np.float64),
+                     space=model.context_space)
+    smoothing = params.output_smoothing > 0
+    on_imputed = params.smoothing_neighbours == "imputed"
+    embedding = None
+    if model.context_channel or smoothing:
+        embedding, inputs.pca = pca_embedding(inputs.values, model.context_n_pcs, seed)
+    if model.context_channel or (smoothing and not on_imputed):
+        inputs.graph = knn_graph(embedding, model.context_k)
+    if model.context_channel:
+        inputs.source = context_source(inputs.values, model.context_space)  # once: each chunk's context averages every cell
+        inputs.walk = diffuse(inputs.graph, model.context_steps)
+    return inputs
+
+
+def _predict(net: Any, bundle: Any, scaler: Any, inputs: _Inputs, chunk: slice, batch_size: int, device: Any) -> np.ndarray:
+    """The network's estimate for the cells of ``chunk``, in log1p(counts per 1e4)."""
+    import torch
+
+    from .cellgraph import walk_mean
+    from .nn import network_input
+
+    layout = bundle.layout
+    scaled = scaler.transform(inputs.values[chunk])
+    context = None
+    if inputs.walk is not None:
+        context = scaler.transform(walk_mean(inputs.walk[chunk], inputs.source, inputs.space))
+    out = np.empty((scaled.shape[0], len(bundle.gene_names)), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, out.shape[0], batch_size):
+            rows = slice(start, min(start + batch_size, out.shape[0]))
+            grid = torch.from_numpy(to_grid(scaled[rows], layout)).to(device)
+            context_grid = None if context is None else torch.from_numpy(to_grid(context[rows], layout)).to(device)
+            pred = net(network_input(grid, None, context_grid)).float().cpu().numpy()
+            out[rows] = scaler.inverse(from_grid(pred, layout))
+    return out
+
+
+def _observed_kept(values: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
+    coo = values.tocoo()
+    out[coo.row, coo.col] = coo.data
+    return out
+
+
+def _smoothed_chunks(
+    estimate: Callable[[slice], np.ndarray], inputs: _Inputs, chunks: list[slice], params: ImputeParams, k: int
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Every cell's levels averaged with its neighbours' (``impute.output_smoothing`` on theirs).
+
+    All estimates exist before any chunk is final: they wait in a store, read back one chunk at a time.
+    """
+    from .cellgraph import knn_graph
+
+    weight = params.output_smoothing
+    on_imputed = params.smoothing_neighbours == "imputed"
+    with _LevelStore(len(chunks)) as store:
+        embedded = []
+        for i, chunk in enumerate(chunks):
+            own = estimate(chunk)
+            if on_imputed:
+                # The cell's own estimate, observed counts kept, in the input's principal components:
+                # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
+                embedded.append(inputs.pca.transform(_observed_kept(inputs.values[chunk], own.copy())))
+            store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
+        graph = knn_graph(np.vstack(embedded), k) if on_imputed else inputs.graph
+        for i, chunk in enumerate(chunks):
+            own_levels = store.get(i)
+            block = graph[chunk]
+            neighbours = np.zeros(own_levels.shape, dtype=np.float64)
+            for j, source_chunk in enumerate(chunks):
+                part = block[:, source_chunk]
+                if part.nnz:
+                    neighbours += part @ (own_levels if j == i else store.get(j))
+            yield chunk, np.log1p((1 - weight) * own_levels + weight * neighbours).astype(np.float32)
+
+
 def imputed_chunks(
     bundle: Any,
     counts_csr: Any,
-    batch_size: int = 256,
-    fill_only_zeros: bool = False,
+    params: ImputeParams | dict | None = None,
     device: Any = None,
     chunk_size: int | None = None,
 ) -> Iterator[tuple[slice, np.ndarray]]:
@@ -99,18 +208,15 @@ def imputed_chunks(
 
     Same parameters and values as :func:`impute_counts`; only one chunk is ever dense in memory
     (the neighbour graph spans every cell, so it is built once from the sparse matrix). With
-    ``model.output_smoothing`` every cell's estimate is needed before its neighbours' are final:
+    ``impute.output_smoothing`` every cell's estimate is needed before its neighbours' are final:
     they are written to temporary files first, one per chunk, and read back one at a time.
     ``chunk_size=None`` is one chunk.
     """
     import torch
 
-    from .nn import network_input
-    from .cellgraph import context_source, diffuse, knn_graph, pca_embedding, walk_mean
     from .train.data import GeneScaler, as_counts_matrix
 
-    if batch_size < 1:
-        raise ValueError(f"impute.batch_size must be >= 1, got {batch_size}")
+    params = bundle.impute if params is None else parse("impute", params)
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"inference.chunk_size must be >= 1 cell, got {chunk_size}")
     counts = as_counts_matrix(counts_csr, "impute_counts")
@@ -119,82 +225,23 @@ def imputed_chunks(
         raise ValueError(
             f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
         )
-    values = sp.csr_matrix(lognorm(counts, size_factors(counts)), dtype=np.float64)
-    scaler = GeneScaler.from_dict(bundle.scaler)
-    model_params = bundle.model_params
-    smoothing = float(model_params.get("output_smoothing", 0.0))  # bundles saved before the option: none
-    on_imputed = model_params.get("smoothing_neighbours", "input") == "imputed"
-    graph = walk = source = pca = None
-    k = int(model_params["context_k"])
-    space = model_params.get("context_space", "log")  # bundles saved before the option: log
-    # The input's graph serves the context and, unless found again on the estimates, the average;
-    # the PCA also places the estimates when they are.
-    if model_params["context_channel"] or smoothing:
-        embedding, pca = pca_embedding(values, int(model_params["context_n_pcs"]), int(bundle.train_params["seed"]))
-    if model_params["context_channel"] or (smoothing and not on_imputed):
-        graph = knn_graph(embedding, k)
-    if model_params["context_channel"]:
-        source = context_source(values, space)  # once: each chunk's context averages every cell
-        walk = diffuse(graph, int(model_params.get("context_steps", 1)))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = bundle.model
+    inputs = _inputs(counts, model, params, bundle.train.seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = bundle.build_network().to(device)
-    net.eval()
-    layout = bundle.layout
+    scaler = GeneScaler.from_dict(bundle.scaler)
     chunk_size = n_cells if chunk_size is None else chunk_size
     chunks = [slice(s, min(s + chunk_size, n_cells)) for s in range(0, n_cells, chunk_size)]
 
-    def predict(chunk: slice) -> np.ndarray:
-        scaled = scaler.transform(values[chunk])
-        context = None if walk is None else scaler.transform(walk_mean(walk[chunk], source, space))
-        out = np.empty((scaled.shape[0], n_genes), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, out.shape[0], batch_size):
-                rows = slice(start, min(start + batch_size, out.shape[0]))
-                grid = torch.from_numpy(to_grid(scaled[rows], layout)).to(device)
-                context_grid = None if context is None else torch.from_numpy(to_grid(context[rows], layout)).to(device)
-                pred = net(network_input(grid, None, context_grid)).float().cpu().numpy()
-                out[rows] = scaler.inverse(from_grid(pred, layout))
-        return out
+    def estimate(chunk: slice) -> np.ndarray:
+        return _predict(net, bundle, scaler, inputs, chunk, params.batch_size, device)
 
-    def observed_kept(chunk: slice, out: np.ndarray) -> np.ndarray:
-        coo = values[chunk].tocoo()
-        out[coo.row, coo.col] = coo.data
-        return out
-
-    def finished(chunk: slice, out: np.ndarray) -> np.ndarray:
-        return observed_kept(chunk, out) if fill_only_zeros else out
-
-    if not smoothing:
-        for chunk in chunks:
-            yield chunk, finished(chunk, predict(chunk))
-        return
-    # Every cell's estimate is averaged with its neighbours', so all estimates exist before any
-    # chunk is final: they wait in a store, read back one chunk at a time.
-    def embed(chunk: slice, own: np.ndarray) -> np.ndarray:
-        # The cell's own estimate, observed counts kept, in the input's principal components:
-        # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
-        own = observed_kept(chunk, own.copy())
-        return own if pca is None else pca.transform(own)
-
-    with _LevelStore(len(chunks)) as store:
-        embedded = []
-        for i, chunk in enumerate(chunks):
-            own = predict(chunk)
-            if on_imputed:
-                embedded.append(embed(chunk, own))
-            store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
-        smoothing_graph = knn_graph(np.vstack(embedded), k) if on_imputed else graph
-        for i, chunk in enumerate(chunks):
-            own_levels = store.get(i)
-            block = smoothing_graph[chunk]
-            neighbours = np.zeros((block.shape[0], n_genes), dtype=np.float64)
-            for j, source_chunk in enumerate(chunks):
-                part = block[:, source_chunk]
-                if part.nnz:
-                    neighbours += part @ (own_levels if j == i else store.get(j))
-            mean = (1 - smoothing) * own_levels + smoothing * neighbours
-            yield chunk, finished(chunk, np.log1p(mean).astype(np.float32))
+    if params.output_smoothing:
+        finished = _smoothed_chunks(estimate, inputs, chunks, params, model.context_k)
+    else:
+        finished = ((chunk, estimate(chunk)) for chunk in chunks)
+    for chunk, out in finished:
+        yield chunk, _observed_kept(inputs.values[chunk], out) if params.fill_only_zeros else out
 
 
 class _LevelStore:
@@ -231,8 +278,7 @@ class _LevelStore:
 def impute_counts(
     bundle: Any,
     counts_csr: Any,
-    batch_size: int = 256,
-    fill_only_zeros: bool = False,
+    params: ImputeParams | dict | None = None,
     device: Any = None,
 ) -> np.ndarray:
     """Impute a counts matrix with a trained bundle.
@@ -244,11 +290,10 @@ def impute_counts(
     counts_csr
         Cells x genes raw counts, columns in ``bundle.gene_names`` order (see
         :func:`align_genes`), scipy sparse or numpy.
-    batch_size
-        Cells per forward pass.
-    fill_only_zeros
-        Keep the observed nonzero values (their log-normalised input) and
-        replace only the zeros.
+    params
+        :class:`~scgapfill.params.ImputeParams`: cells per forward pass, whether observed
+        nonzero values are kept (their log-normalised input) and only the zeros replaced, the
+        neighbours' average. ``None``: those saved with the bundle.
     device
         Torch device; ``None`` picks CUDA when available, else CPU.
 
@@ -259,6 +304,6 @@ def impute_counts(
         ``sf`` the row sums of ``counts_csr``.
     """
     out = np.empty((counts_csr.shape[0], len(bundle.gene_names)), dtype=np.float32)
-    for rows, values in imputed_chunks(bundle, counts_csr, batch_size, fill_only_zeros, device):
+    for rows, values in imputed_chunks(bundle, counts_csr, params, device):
         out[rows] = values
     return out
