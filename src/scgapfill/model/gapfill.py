@@ -154,6 +154,14 @@ class GapFill:
                                  "layer": key_added}
         return None if inplace else target
 
+    def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
+        """The imputation of counts already on the model's genes (:func:`~scgapfill.imputation.align_genes`),
+        written ``chunk_size`` cells at a time when saved (:class:`~scgapfill.streaming.StreamedImputation`):
+        for data whose dense result does not fit in memory."""
+        from ..streaming import StreamedImputation
+
+        return StreamedImputation(self._fitted(), counts, obs, self.impute_params, chunk_size, report)
+
     def save(self, path: str | Path) -> Path:
         """Write the weights and what they need (layout, scaler, settings) to ``path``.
 
@@ -172,7 +180,7 @@ class GapFill:
         from ..tracking import load_bundle
 
         path = Path(source)
-        if path.is_dir():
+        if str(source) and path.is_dir():
             path = path / MODEL_FILE
         bundle = GapFillBundle.load(path) if path.is_file() else load_bundle(str(source))
         return cls.from_bundle(bundle, train, impute)
