@@ -46,9 +46,8 @@ class GapFillPyfunc(PythonModel):
         aligned, _ = align_genes(counts, [str(c) for c in model_input.columns], genes)
         cells = ad.AnnData(aligned, obs=pd.DataFrame(index=[str(i) for i in model_input.index]),
                            var=pd.DataFrame(index=genes))
-        settings = self.model.impute_params.model_copy(
-            update={"fill_only_zeros": bool(params.get("fill_only_zeros", True))}
-        )
+        saved = self.model.impute_params
+        settings = saved.model_copy(update={"fill_only_zeros": bool(params.get("fill_only_zeros", saved.fill_only_zeros))})
         values, _, _ = GapFill.from_bundle(self.model.bundle, impute=settings).impute_matrix(cells, layer=None)
         return pd.DataFrame(values, index=model_input.index, columns=genes)
 

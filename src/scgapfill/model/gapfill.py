@@ -68,7 +68,8 @@ class GapFill:
         model = cls(
             bundle.model, bundle.train if train is None else train, impute=bundle.impute if impute is None else impute
         )
-        model.layout_params = parse("layout", {"strategy": bundle.layout.get("strategy", "correlation")})
+        if "strategy" in bundle.layout:  # layouts made by hand may not say; a refit then lays out by default
+            model.layout_params = parse("layout", {"strategy": bundle.layout["strategy"]})
         model.bundle = bundle
         return model
 

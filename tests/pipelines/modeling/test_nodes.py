@@ -76,7 +76,7 @@ def test_impute_settings_act_at_imputation(stages) -> None:
 
 
 def _deliverable(stages, final: dict | None = None) -> ad.AnnData:
-    return nodes.impute_all(stages["gapfill"], stages["normalized"], IMPUTE, final or {}, TRAIN, {})
+    return nodes.impute_all(stages["gapfill"], stages["normalized"], IMPUTE, final or {}, TRAIN, {}, {})
 
 
 def test_the_deliverable_holds_every_qcd_cell_gene_and_count(stages) -> None:

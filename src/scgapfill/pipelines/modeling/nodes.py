@@ -67,7 +67,7 @@ def train_model(mcv_train: ad.AnnData, gene_layout: dict, model: dict, train: di
 
     _check_genes(mcv_train, gene_layout)
     start = time.perf_counter()
-    gapfill = GapFill(model=model, train=train, impute=impute, layout={"strategy": gene_layout["strategy"]})
+    gapfill = GapFill(model=model, train=train, impute=impute)
     gapfill.fit(mcv_train, layer="counts", gene_layout=gene_layout, logger=active_run_logger())
     summary = _summary(gapfill, time.perf_counter() - start, mcv_train)
     log.info("Training: %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s), best epoch %d", summary["epochs"],
@@ -101,7 +101,7 @@ def denoise_mcv_train(gapfill_model, mcv_train: ad.AnnData, impute: dict) -> ad.
 
 
 def impute_all(gapfill_model, normalized: ad.AnnData, impute: dict, final: dict, train: dict,
-               normalize_params: dict) -> ad.AnnData:
+               layout_params: dict, normalize_params: dict) -> ad.AnnData:
     """The deliverable: the trained model applied to every processed count, nothing hidden.
 
     Every cell and gene that passed QC, in input order: ``layers["counts"]`` the QC'd counts,
@@ -114,8 +114,7 @@ def impute_all(gapfill_model, normalized: ad.AnnData, impute: dict, final: dict,
     gapfill = _with_settings(gapfill_model, impute)
     if parse("final", final).refit:
         genes = list(gapfill.gene_names)
-        fresh = GapFill(model=gapfill.model_params, train=train, impute=gapfill.impute_params,
-                        layout=gapfill.layout_params)
+        fresh = GapFill(model=gapfill.model_params, train=train, impute=gapfill.impute_params, layout=layout_params)
         gapfill = fresh.fit(normalized[:, genes].copy(), layer="counts")
         log.info("final.refit: trained again on all %d cells x %d genes", normalized.n_obs, len(genes))
     counts = sp.csr_matrix(normalized.layers["counts"], dtype=np.float32)

@@ -32,7 +32,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(log_model, ["gapfill_model", "masked"], "mlflow_model_info", name="log_model_node"),
             Node(
                 impute_all,
-                ["gapfill_model", "normalized", "params:impute", "params:final", "params:train", "params:normalize"],
+                ["gapfill_model", "normalized", "params:impute", "params:final", "params:train", "params:layout",
+                 "params:normalize"],
                 "imputed",
                 name="impute_all_node",
             ),
