@@ -39,9 +39,9 @@ CONFIGS: dict[str, dict] = {
     "context_counts": {"model": {"context_space": "counts"}},
     "context_log": {"model": {"context_space": "log"}},
     "context_10pcs_3steps": {"model": {"context_n_pcs": 10, "context_steps": 3}},
-    "smooth_05": {"model": {"output_smoothing": 0.5}},
-    "smooth_05_imputed": {"model": {"output_smoothing": 0.5, "smoothing_neighbours": "imputed"}},
-    "ema_0998_smooth_05": {"model": {"output_smoothing": 0.5}, "train": {"ema_decay": 0.998}},
+    "smooth_05": {"impute": {"output_smoothing": 0.5}},
+    "smooth_05_imputed": {"impute": {"output_smoothing": 0.5, "smoothing_neighbours": "imputed"}},
+    "ema_0998_smooth_05": {"impute": {"output_smoothing": 0.5}, "train": {"ema_decay": 0.998}},
     # training masks (default: uniform)
     "mask_dropout": {"train": {"training_mask": {"mode": "dropout"}}},
     "mask_rate_025": {"train": {"training_mask": {"min_rate": 0.05, "max_rate": 0.25}}},

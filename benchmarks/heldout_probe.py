@@ -3,7 +3,7 @@
     python benchmarks/heldout_probe.py --dataset simulated --seed 0 --set train.loss.zip=0 train.loss.nb=1
 
 Trains the default model (plus the --set overrides) on one data set and mask seed, then scores on
-the held-out entries: the U-Net, the same network with other weights of model.output_smoothing
+the held-out entries: the U-Net, the same network with other weights of impute.output_smoothing
 (its estimate averaged with its neighbours'), its neighbour context alone, blends of the two, MAGIC, the
 U-Net's rate read as E[log value] and as E[log value | count > 0] under a Poisson, and, on
 simulations, the oracle: the simulator's noise-free mean normalised like the data. The last two
@@ -15,7 +15,6 @@ against the noise-free mean at the same entries: how good a denoiser it is there
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import time
@@ -26,16 +25,15 @@ import scipy.sparse as sp
 from scipy.stats import pearsonr, poisson
 
 from ablation import base_parameters, merge, overrides
-from scgapfill import masks
 from scgapfill.baselines import run_baseline
 from scgapfill.benchmark import prepare_dataset
+from scgapfill.cellgraph import neighbour_context
 from scgapfill.evaluate import build_evaluation_data
-from scgapfill.impute import impute_counts
-from scgapfill.layout import compute_layout
+from scgapfill.model import GapFill
 from scgapfill.normalization import lognorm, size_factors
 from scgapfill.params import parse
-from scgapfill.cellgraph import neighbour_context
-from scgapfill.train.fit import fit_gapfill
+from scgapfill.pipelines.masking import nodes as masking
+from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 
 
 def main() -> None:
@@ -48,21 +46,22 @@ def main() -> None:
     params = merge(base_parameters(), overrides(args.set))
     processed = prepare_dataset(args.dataset, params)
     counts = sp.csr_matrix(processed.layers["counts"])
-    mask = masks.heldout_mask(counts, params["heldout"]["fraction"], args.seed)
-    masked = masks.apply_mask(counts, mask)
-    train, test = masks.mcv_split(masked, params["mcv"]["train_fraction"], args.seed)
-    data = build_evaluation_data(processed, mask, train, test)
+    normalize = params.get("normalize", {})
+    mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": args.seed})
+    masked_data = masking.mask_counts(processed, mask, normalize)
+    train_data, test = masking.split_molecules(masked_data, {**params["mcv"], "seed": args.seed}, normalize)
+    masked = masked_data.layers["counts"]
+    data = build_evaluation_data(processed, mask, train_data.layers["counts"], test)
     sf = size_factors(masked)
     values = lognorm(masked, sf)
     model = parse("model", params["model"])
-    layout_params = parse("layout", params.get("layout", {}))
-    train_params = parse("train", {**params["train"], "enable_progress_bar": False})
-    layout = compute_layout(values, list(processed.var_names), layout_params.strategy, 2**model.depth,
-                            layout_params.seed)
+    impute = parse("impute", {**params.get("impute", {}), "fill_only_zeros": True})
+    layout = compute_gene_layout(masked_data, params.get("layout", {}), params["model"])
     start = time.perf_counter()
-    bundle = fit_gapfill(train, layout, model, train_params)  # as the benchmark: the MCV train split
+    gapfill = GapFill(model, {**params["train"], "enable_progress_bar": False}, params.get("layout"), impute)
+    gapfill.fit(train_data, gene_layout=layout)  # as the benchmark: the MCV train split
     seconds = time.perf_counter() - start
-    imputed = impute_counts(bundle, masked, fill_only_zeros=True)
+    imputed = gapfill.impute_matrix(masked_data)[0]
     rows, cols, truth = data.rows, data.cols, data.heldout_truth
 
     oracle = None
@@ -82,13 +81,13 @@ def main() -> None:
     pmf = poisson.pmf(x, rate[None, :])
     log_value = np.log1p(x * 1e4 / sf[rows][None, :])
     def smoothed(weight: float) -> np.ndarray:
-        at = dataclasses.replace(bundle, model_params={**bundle.model_params, "output_smoothing": weight})
-        return impute_counts(at, masked, fill_only_zeros=True)[rows, cols]
+        at = GapFill.from_bundle(gapfill.bundle, impute=impute.model_copy(update={"output_smoothing": weight}))
+        return at.impute_matrix(masked_data)[0][rows, cols]
 
     estimates = [
-        (f"U-Net (output_smoothing {bundle.model_params['output_smoothing']})", unet),
+        (f"U-Net (output_smoothing {impute.output_smoothing})", unet),
         *[(f"U-Net, output_smoothing {w}", smoothed(w)) for w in (0.0, 0.25, 0.5, 0.75, 1.0)
-          if w != bundle.model_params["output_smoothing"]],
+          if w != impute.output_smoothing],
         ("its context alone", context),
         *[(f"blend {w:.2f} U-Net + {1 - w:.2f} context", w * unet + (1 - w) * context) for w in (0.25, 0.5, 0.75)],
         ("MAGIC", magic),

@@ -23,18 +23,11 @@ from pathlib import Path
 def prepare(workdir: Path, cells: int, genes: int) -> None:
     import anndata as ad
 
-    from scgapfill.layout import compute_layout
-    from scgapfill.normalization import lognorm, size_factors
-    from scgapfill.params import ModelParams, TrainParams
+    from scgapfill.model import GapFill
     from scgapfill.simulate import simulate
-    from scgapfill.train.fit import fit_gapfill
 
     small = simulate({"n_cells": 400, "n_genes": genes, "seed": 1})
-    counts = small.X.tocsr()
-    names = list(small.var_names)
-    layout = compute_layout(lognorm(counts, size_factors(counts)), names, "correlation", 4)
-    bundle = fit_gapfill(counts, layout, ModelParams(), TrainParams(max_epochs=1, enable_progress_bar=False))
-    bundle.save(workdir / "model.pt")
+    GapFill(train={"max_epochs": 1, "enable_progress_bar": False}).fit(small, layer=None).save(workdir / "model.pt")
     big = simulate({"n_cells": cells, "n_genes": genes, "seed": 2})
     ad.AnnData(X=big.X.tocsr(), obs=big.obs[[]], var=big.var[[]]).write_h5ad(workdir / "new.h5ad")
 
@@ -42,14 +35,13 @@ def prepare(workdir: Path, cells: int, genes: int) -> None:
 def run_mode(workdir: Path, mode: str, chunk_size: int) -> None:
     """One inference in this process; prints seconds and peak RSS."""
     from scgapfill.datasets import AnnDataDataset
-    from scgapfill.model_io import GapFillBundle
-    from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts
+    from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts, load_model
 
     start = time.perf_counter()
-    bundle = GapFillBundle.load(workdir / "model.pt")
+    model = load_model({"uri": str(workdir / "model.pt")}, {"fill_only_zeros": True, "batch_size": 256})
     chunk = chunk_size if mode == "chunked" else 0
-    aligned, _ = load_aligned_counts({"path": str(workdir / "new.h5ad")}, bundle, {"chunk_size": chunk})
-    result = impute_new(bundle, aligned, {"fill_only_zeros": True, "batch_size": 256}, {"chunk_size": chunk})
+    aligned, report = load_aligned_counts({"path": str(workdir / "new.h5ad")}, model, {"chunk_size": chunk})
+    result = impute_new(model, aligned, report, {"chunk_size": chunk})
     if mode == "in-memory":
         result = result.to_memory()  # the dense layer built whole, as before chunking existed
     AnnDataDataset(filepath=str(workdir / f"out_{mode}.h5ad")).save(result)

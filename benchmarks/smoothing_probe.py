@@ -14,7 +14,6 @@ the machine and the data size; --out writes the per-seed rows.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
 import platform
@@ -26,16 +25,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ablation import base_parameters
-from scgapfill import masks
 from scgapfill.baselines import run_baseline
 from scgapfill.benchmark import prepare_dataset
-from scgapfill.evaluate import build_evaluation_data, score_method
-from scgapfill.impute import impute_counts
-from scgapfill.layout import compute_layout
-from scgapfill.normalization import lognorm, size_factors
-from scgapfill.params import parse
 from scgapfill.cellgraph import diffuse, knn_graph, pca_embedding
-from scgapfill.train.fit import fit_gapfill
+from scgapfill.evaluate import build_evaluation_data, score_method
+from scgapfill.imputation import impute_counts
+from scgapfill.model import GapFill
+from scgapfill.normalization import lognorm, size_factors
+from scgapfill.params import ImputeParams
+from scgapfill.pipelines.masking import nodes as masking
+from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 
 COLUMNS = ["heldout_pearson", "ari_after", "ari_before", "truth_rmse", "truth_mean_rmse", "heldout_truth_mean_pearson"]
 
@@ -43,8 +42,7 @@ COLUMNS = ["heldout_pearson", "ari_after", "ari_before", "truth_rmse", "truth_me
 def variants(bundle, masked: sp.csr_matrix) -> dict[str, np.ndarray]:
     values = sp.csr_matrix(lognorm(masked, size_factors(masked)), dtype=np.float64)
     observed = values.tocoo()
-    alone = dataclasses.replace(bundle, model_params={**bundle.model_params, "output_smoothing": 0.0})
-    own = impute_counts(alone, masked, fill_only_zeros=False).astype(np.float64)
+    own = impute_counts(bundle, masked, ImputeParams(output_smoothing=0.0, fill_only_zeros=False)).astype(np.float64)
     kept = own.copy()
     kept[observed.row, observed.col] = observed.data
     _, pca = pca_embedding(values, int(bundle.model_params["context_n_pcs"]), int(bundle.train_params["seed"]))
@@ -62,7 +60,7 @@ def variants(bundle, masked: sp.csr_matrix) -> dict[str, np.ndarray]:
     rows = {
         "network alone (output_smoothing 0)": kept,
         "default (impute_counts: k 15, 1 step, weight 0.5, their estimates)": impute_counts(
-            bundle, masked, fill_only_zeros=True),
+            bundle, masked, ImputeParams(fill_only_zeros=True)),
     }
     for weight in (0.25, 0.75, 1.0):
         rows[f"k 15, 1 step, weight {weight}"] = averaged(15, 1, weight, own)
@@ -82,22 +80,21 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     params = base_parameters()
-    model = parse("model", params["model"])
-    layout_params = parse("layout", params.get("layout", {}))
-    train_params = parse("train", {**params["train"], "enable_progress_bar": False})
+    normalize = params.get("normalize", {})
     records = []
     for dataset in args.datasets:
         processed = prepare_dataset(dataset, params)
         counts = sp.csr_matrix(processed.layers["counts"])
         for seed in range(args.seeds):
-            mask = masks.heldout_mask(counts, params["heldout"]["fraction"], seed)
-            masked = masks.apply_mask(counts, mask)
-            train, test = masks.mcv_split(masked, params["mcv"]["train_fraction"], seed)
-            data = build_evaluation_data(processed, mask, train, test)
-            layout = compute_layout(lognorm(masked, size_factors(masked)), list(processed.var_names),
-                                    layout_params.strategy, 2**model.depth, layout_params.seed)
+            mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": seed})
+            masked_data = masking.mask_counts(processed, mask, normalize)
+            train, test = masking.split_molecules(masked_data, {**params["mcv"], "seed": seed}, normalize)
+            masked = masked_data.layers["counts"]
+            data = build_evaluation_data(processed, mask, train.layers["counts"], test)
+            layout = compute_gene_layout(masked_data, params.get("layout", {}), params["model"])
             start = time.perf_counter()
-            bundle = fit_gapfill(train, layout, model, train_params)
+            gapfill = GapFill(params["model"], {**params["train"], "enable_progress_bar": False}, params.get("layout"))
+            bundle = gapfill.fit(train, gene_layout=layout).bundle
             seconds = time.perf_counter() - start
             for name, estimate in variants(bundle, masked).items():
                 scores = score_method(data, estimate, None, params.get("evaluation")).metrics

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     from scgapfill.layout import compute_layout
     from scgapfill.normalization import lognorm, size_factors
     from scgapfill.params import ModelParams, TrainParams
-    from scgapfill.train.fit import fit_gapfill, resolve_precision, uses_cuda
+    from scgapfill.train.fit import fit_gapfill
+    from scgapfill.train.trainer import resolve_precision, uses_cuda
 
     counts, genes = pbmc68k_counts()
     start = time.perf_counter()

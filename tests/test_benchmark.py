@@ -66,3 +66,16 @@ def test_each_method_and_dataset_is_its_own_mlflow_run(runs, tmp_path):
     knn = found[found["tags.method"] == "knn"].iloc[0]
     expected = runs[runs["method"] == "knn"]["heldout_rmse"].mean()
     assert knn["metrics.heldout_rmse"] == pytest.approx(expected)
+
+
+def test_masks_and_splits_come_from_the_training_pipelines_nodes(monkeypatch):
+    # The benchmark is no second orchestrator: the masking nodes (with their checks, e.g. the MCV
+    # split's empty-cell refusal) make every method's input.
+    from scgapfill.pipelines.masking import nodes as masking
+
+    def refuse(masked, mcv, normalize_params):
+        raise ValueError("3 cells have no counts left in the MCV train split")
+
+    monkeypatch.setattr(masking, "split_molecules", refuse)
+    with pytest.raises(ValueError, match="MCV train split"):
+        run_benchmark({**TINY, "benchmark": {**TINY["benchmark"], "methods": ["none"], "n_seeds": 1}})

@@ -7,7 +7,6 @@ repository's data/ folder or mlflow.db.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import anndata as ad
@@ -26,7 +25,7 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore:register_new_resolver\(\) is deprecated:UserWarning"),
 ]
 
-OUTPUTS = ("data/01_raw/input_counts.h5ad", "data/03_primary/processed.h5ad", "data/04_feature/gene_layout.json")
+OUTPUTS = ("data/01_raw/input_counts.h5ad", "data/02_intermediate/normalized.h5ad", "data/03_primary/processed.h5ad")
 
 
 def cli_params(*items: str) -> dict:
@@ -37,7 +36,7 @@ def cli_params(*items: str) -> dict:
 def run_data_processing(project: Path, runtime_params: dict | None = None) -> dict:
     with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
         context = session.load_context()
-        for name in ("input_counts", "processed", "gene_layout"):
+        for name in ("input_counts", "normalized", "processed"):
             filepath = Path(str(context.catalog.get(name)._filepath))
             assert filepath.is_relative_to(project), (name, filepath)  # never the repository's data/
         return session.run(pipeline_name="data_processing")
@@ -54,9 +53,10 @@ def test_embedded_data_run(kedro_project: Path) -> None:
     assert processed.shape == (693, 765)
     assert "counts" in processed.layers and "size_factor" in processed.obs
     assert processed.uns["label_key"] == "bulk_labels"
-    layout = json.loads((kedro_project / "data/04_feature/gene_layout.json").read_text())
-    assert layout["genes"] == list(processed.var_names)
-    assert layout["strategy"] == "correlation"
+    normalized = ad.read_h5ad(kedro_project / "data/02_intermediate/normalized.h5ad")
+    assert list(normalized.obs_names) == list(processed.obs_names) and normalized.n_vars == 765
+    # The gene layout belongs to the modeling pipeline (learned from the masked counts).
+    assert not (kedro_project / "data/04_feature/gene_layout.json").exists()
     assert (kedro_project / "data/01_raw/input_counts.h5ad").is_file()
     # MLflow tracked into the copy's own sqlite store.
     client = MlflowClient(tracking_uri=f"sqlite:///{(kedro_project / 'mlflow.db').as_posix()}")
@@ -91,15 +91,16 @@ def test_user_h5ad_run_leaves_the_file_alone(kedro_project: Path, tmp_path: Path
     assert processed.uns["label_key"] == "cell_type"
     copied = ad.read_h5ad(kedro_project / "data/01_raw/input_counts.h5ad")
     assert (copied.X != user.X).nnz == 0
-    layout = json.loads((kedro_project / "data/04_feature/gene_layout.json").read_text())
-    assert layout["genes"] == list(processed.var_names)
+    normalized = ad.read_h5ad(kedro_project / "data/02_intermediate/normalized.h5ad")
+    assert set(processed.var_names) < set(normalized.var_names), "every QC'd gene is kept for the deliverable"
 
 
 def test_registered_pipelines(kedro_project: Path) -> None:
     from kedro.framework.project import pipelines
 
     assert {"data_processing", "training", "__default__"} <= set(pipelines)
-    assert {n.name for n in pipelines["data_processing"].nodes} >= {"load_counts_node", "gene_layout_node"}
+    assert {n.name for n in pipelines["data_processing"].nodes} >= {"load_counts_node", "select_genes_node"}
+    assert "gene_layout_node" in {n.name for n in pipelines["modeling"].nodes}
 
 
 def test_invalid_parameter_fails_before_any_node(kedro_project: Path) -> None:

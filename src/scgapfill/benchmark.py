@@ -16,14 +16,14 @@ from typing import Any, Callable
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from . import io, masks, preprocessing
-from .baselines import available_baselines, run_baseline
-from .evaluate import build_evaluation_data, score_method
-from .layout import compute_layout
-from .normalization import lognorm, size_factors
+from . import io
+from .baselines import available_baselines
+from .evaluate import score_method
 from .params import parse
+from .pipelines.data_processing import nodes as processing
+from .pipelines.evaluation import nodes as evaluation_nodes
+from .pipelines.masking import nodes as masking
 
 log = logging.getLogger(__name__)
 
@@ -39,50 +39,45 @@ SUMMARY_METRICS = [
 
 
 def prepare_dataset(name: str, parameters: dict) -> ad.AnnData:
-    """Load and process one data set exactly as the data_processing pipeline does."""
+    """Load and process one data set with the data_processing pipeline's node functions."""
     input_params = dict(parameters.get("input", {}))
     input_params["path"] = "" if name == io.EMBEDDED else name
     if name in (io.EMBEDDED, io.SIMULATED):
         input_params["label_key"] = None  # their own labels (bulk_labels, group), whatever input.label_key says
-    adata = io.load_input(input_params)
-    adata = preprocessing.quality_control(adata, parameters.get("qc", {}))
-    adata = preprocessing.normalize(adata, parameters.get("normalize", {}))
-    return preprocessing.select_genes(adata, parameters.get("hvg", {}))
+    adata = processing.quality_control(processing.load_counts(input_params), parameters.get("qc", {}))
+    return processing.select_genes(processing.normalize(adata, parameters.get("normalize", {})),
+                                   parameters.get("hvg", {}))
 
 
-def unet_method(parameters: dict) -> Callable[[sp.csr_matrix, sp.csr_matrix, list[str]], tuple]:
-    """The U-Net as a benchmark method: layout and training from the MCV train split of the masked counts."""
+def unet_method(parameters: dict) -> Callable[[ad.AnnData, ad.AnnData], tuple]:
+    """The U-Net as a benchmark method, as the training pipeline runs it: the layout from the masked
+    counts, trained on their MCV train split, imputing both."""
 
-    def run(masked: sp.csr_matrix, mcv_train: sp.csr_matrix, genes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        from .impute import impute_counts
-        from .train.fit import fit_gapfill
+    def run(masked: ad.AnnData, mcv_train: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
+        from .model import GapFill
+        from .pipelines.modeling.nodes import compute_gene_layout
 
-        model = parse("model", parameters.get("model", {}))
-        layout_params = parse("layout", parameters.get("layout", {}))
-        impute = parse("impute", parameters.get("impute", {}))
-        train = parse("train", {**parameters.get("train", {}), "enable_progress_bar": False})
-        layout = compute_layout(
-            lognorm(masked, size_factors(masked)), genes, layout_params.strategy, 2**model.depth, layout_params.seed
-        )
-        bundle = fit_gapfill(mcv_train, layout, model, train)
-        kwargs = {"batch_size": impute.batch_size, "fill_only_zeros": impute.fill_only_zeros}
-        return impute_counts(bundle, masked, **kwargs), impute_counts(bundle, mcv_train, **kwargs)
+        layout = compute_gene_layout(masked, parameters.get("layout", {}), parameters.get("model", {}))
+        train = {**parameters.get("train", {}), "enable_progress_bar": False}
+        gapfill = GapFill(parameters.get("model"), train, parameters.get("layout"), parameters.get("impute"))
+        gapfill.fit(mcv_train, layer="counts", gene_layout=layout)
+        return gapfill.impute_matrix(masked)[0], gapfill.impute_matrix(mcv_train)[0]
 
     return run
 
 
 def _baseline(name: str, parameters: dict) -> Callable:
-    knn_k = parse("baselines", parameters.get("baselines", {})).knn_k
+    settings = {**parameters.get("baselines", {}), "methods": [name]}
 
-    def run(masked, mcv_train, genes):
-        kwargs = {"k": knn_k} if name == "knn" else {}
-        return run_baseline(name, masked, seed=0, **kwargs), run_baseline(name, mcv_train, seed=0, **kwargs)
+    def run(masked: ad.AnnData, mcv_train: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
+        out = evaluation_nodes.run_baselines(masked, mcv_train, settings)[name]
+        return out["imputed"], out["mcv"]
 
     return run
 
 
 def method_runners(parameters: dict) -> dict[str, Callable]:
-    """The methods named by ``benchmark.methods`` that can run here, as ``run(masked, mcv_train, genes)``."""
+    """The methods named by ``benchmark.methods`` that can run here, as ``run(masked, mcv_train)``."""
     bench = parse("benchmark", parameters.get("benchmark", {}))
     available = set(available_baselines()) | {MODEL}
     for skipped in sorted(set(bench.methods) - available):
@@ -101,32 +96,36 @@ def run_benchmark(
 ) -> pd.DataFrame:
     """One row per data set x method x mask seed with every metric and the seconds taken.
 
-    ``methods`` maps names to ``run(masked, mcv_train, genes) -> (imputed, denoised)``;
-    by default the ones ``benchmark.methods`` names (see :func:`method_runners`).
+    ``methods`` maps names to ``run(masked, mcv_train) -> (imputed, denoised)`` (AnnData in, as
+    the masking pipeline makes them); by default the ones ``benchmark.methods`` names (see
+    :func:`method_runners`). Masks, MCV split and evaluation data come from the training
+    pipeline's node functions, so a seed gives the numbers ``kedro run`` gives.
     """
     bench = parse("benchmark", parameters.get("benchmark", {}))
     heldout = parse("heldout", parameters.get("heldout", {}))
     mcv = parse("mcv", parameters.get("mcv", {}))
     evaluation = parse("evaluation", parameters.get("evaluation", {}))
+    normalize = parse("normalize", parameters.get("normalize", {}))
     methods = method_runners(parameters) if methods is None else methods
     rows = []
     for dataset in bench.datasets:
         processed = prepare_dataset(dataset, parameters)
-        counts = sp.csr_matrix(processed.layers["counts"])
-        genes = list(processed.var_names)
+        n_cells, n_genes = processed.shape
         for offset in range(bench.n_seeds):
             seed = heldout.seed + offset
-            mask = masks.heldout_mask(counts, heldout.fraction, seed)
-            masked = masks.apply_mask(counts, mask)
-            train, test = masks.mcv_split(masked, mcv.train_fraction, mcv.seed + offset)
-            data = build_evaluation_data(processed, mask, train, test, seed=evaluation.seed)
+            mask = masking.make_heldout_mask(processed, {"fraction": heldout.fraction, "seed": seed})
+            masked = masking.mask_counts(processed, mask, normalize)
+            train, test = masking.split_molecules(
+                masked, {"train_fraction": mcv.train_fraction, "seed": mcv.seed + offset}, normalize
+            )
+            data = evaluation_nodes.prepare_evaluation(processed, mask, train, test, evaluation)
             for method, run in methods.items():
                 start = time.perf_counter()
-                imputed, denoised = run(masked, train, genes)
+                imputed, denoised = run(masked, train)
                 seconds = time.perf_counter() - start
                 scores = score_method(data, imputed, denoised, evaluation).metrics
                 row = {"dataset": dataset, "method": method, "seed": seed, **scores, "seconds": seconds,
-                       "n_cells": counts.shape[0], "n_genes": counts.shape[1]}
+                       "n_cells": n_cells, "n_genes": n_genes}
                 log.info("benchmark %s / %s / seed %d: held-out Pearson %.3f, %.1f s",
                          dataset, method, seed, scores.get("heldout_pearson", np.nan), seconds)
                 rows.append(row)

@@ -190,7 +190,7 @@ def validate_layout(layout: dict) -> None:
     """Raise ValueError if a (possibly loaded) layout is inconsistent."""
     for key in ("genes", "positions", "shape"):
         if key not in layout:
-            raise ValueError(f"gene layout lacks the key {key!r}; recompute it with the data_processing pipeline")
+            raise ValueError(f"gene layout lacks the key {key!r}; recompute it (the modeling pipeline's gene_layout_node)")
     height, width = layout["shape"]
     positions = np.asarray(layout["positions"])
     if len(positions) != len(layout["genes"]):

@@ -27,20 +27,29 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 
 class GapFillPyfunc(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
-        from scgapfill.model_io import GapFillBundle
+        from scgapfill.model import GapFill
 
-        self.bundle = GapFillBundle.load(context.artifacts["bundle"])
+        self.model = GapFill.load(context.artifacts["bundle"])
 
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from scgapfill.impute import align_genes, impute_counts
+        import anndata as ad
+
+        from scgapfill.imputation import align_genes
+        from scgapfill.model import GapFill
 
         params = params or {}
+        genes = self.model.gene_names
         counts = sp.csr_matrix(np.asarray(model_input, dtype=np.float32))
-        aligned, _ = align_genes(counts, [str(c) for c in model_input.columns], self.bundle.gene_names)
-        values = impute_counts(self.bundle, aligned, fill_only_zeros=bool(params.get("fill_only_zeros", True)))
-        return pd.DataFrame(values, index=model_input.index, columns=self.bundle.gene_names)
+        # On the model's genes first: the output has a column for every one of them, missing ones filled.
+        aligned, _ = align_genes(counts, [str(c) for c in model_input.columns], genes)
+        cells = ad.AnnData(aligned, obs=pd.DataFrame(index=[str(i) for i in model_input.index]),
+                           var=pd.DataFrame(index=genes))
+        saved = self.model.impute_params
+        settings = saved.model_copy(update={"fill_only_zeros": bool(params.get("fill_only_zeros", saved.fill_only_zeros))})
+        values, _, _ = GapFill.from_bundle(self.model.bundle, impute=settings).impute_matrix(cells, layer=None)
+        return pd.DataFrame(values, index=model_input.index, columns=genes)
 
 
 mlflow.models.set_model(GapFillPyfunc())

@@ -18,6 +18,12 @@ import torch
 
 FORMAT = "scgapfill.GapFillBundle"
 FORMAT_VERSION = 1
+# Keys of ``model_params`` that bundles saved before the imputation settings moved to ``impute``
+# carry, and the values they meant when absent (bundles older than those options).
+_MOVED_TO_IMPUTE = {"output_smoothing": 0.0, "smoothing_neighbours": "input"}
+# Options added to the network after the first bundles: the value those bundles were trained with.
+_ADDED_TO_MODEL = {"context_space": "log", "context_steps": 1}
+_DROPPED_FROM_MODEL = ("uri",)  # inference only; now inference.uri
 _HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
 
 
@@ -29,8 +35,10 @@ class GapFillBundle:
     ----------
     state_dict
         ``UNet`` weights, CPU tensors.
-    model_params, train_params
-        ``ModelParams`` / ``TrainParams`` as plain dicts.
+    model_params, train_params, impute_params
+        ``ModelParams`` / ``TrainParams`` / ``ImputeParams`` as plain dicts (typed: :attr:`model`,
+        :attr:`train`, :attr:`impute`). ``impute_params`` are the settings the model imputes with
+        unless told otherwise.
     layout
         The gene layout (``genes``, ``positions``, ``shape``, ``strategy``).
     scaler
@@ -58,6 +66,25 @@ class GapFillBundle:
     seconds_per_epoch: float = float("nan")
     cells_per_s: float = float("nan")
     info: dict = field(default_factory=dict)
+    impute_params: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> Any:
+        from .params import ModelParams
+
+        return ModelParams.model_validate(self.model_params)
+
+    @property
+    def train(self) -> Any:
+        from .params import TrainParams
+
+        return TrainParams.model_validate(self.train_params)
+
+    @property
+    def impute(self) -> Any:
+        from .params import ImputeParams
+
+        return ImputeParams.model_validate(self.impute_params)
 
     def build_network(self) -> torch.nn.Module:
         """The UNet with the stored weights, on CPU, in eval mode."""
@@ -86,6 +113,7 @@ class GapFillBundle:
             "seconds_per_epoch": float(self.seconds_per_epoch),
             "cells_per_s": float(self.cells_per_s),
             "info": _plain(self.info),
+            "impute_params": self.impute.model_dump(),
         }
 
     @classmethod
@@ -101,9 +129,11 @@ class GapFillBundle:
         missing = [k for k in required if k not in payload]
         if missing:
             raise ValueError(f"model bundle lacks {missing}; the file is incomplete, retrain the model")
+        model_params, impute_params = upgrade_params(payload["model_params"], payload.get("impute_params"))
         return cls(
             state_dict=dict(payload["state_dict"]),
-            model_params=dict(payload["model_params"]),
+            model_params=model_params,
+            impute_params=impute_params,
             train_params=dict(payload["train_params"]),
             layout=dict(payload["layout"]),
             scaler=dict(payload["scaler"]),
@@ -137,6 +167,27 @@ class GapFillBundle:
         if not isinstance(payload, dict):
             raise ValueError(f"{path} does not hold a scgapfill model bundle")
         return cls.from_dict(payload)
+
+
+def upgrade_params(model_params: dict, impute_params: dict | None) -> tuple[dict, dict]:
+    """A saved bundle's ``(model_params, impute_params)`` in the current parameter shape.
+
+    The one place that reads older bundles: imputation settings once kept in ``model_params``
+    move to ``impute_params``, options they predate get the value they were trained or used
+    with, and keys with no meaning for a trained model are dropped.
+    """
+    model = dict(model_params)
+    saved_with_section = impute_params is not None
+    impute = dict(impute_params or {})
+    for key, before_option in _MOVED_TO_IMPUTE.items():
+        value = model.pop(key, before_option)
+        if not saved_with_section:
+            impute[key] = value
+    for key, before_option in _ADDED_TO_MODEL.items():
+        model.setdefault(key, before_option)
+    for key in _DROPPED_FROM_MODEL:
+        model.pop(key, None)
+    return model, impute
 
 
 def _plain(value: Any) -> Any:

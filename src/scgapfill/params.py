@@ -105,12 +105,6 @@ class ModelParams(_Params):
     context_space: Literal["log", "counts"] = "counts"
     # Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.
     context_residual: bool = False
-    # Imputation: each cell's estimated levels averaged with its k neighbours' estimates (this weight on theirs).
-    output_smoothing: float = Field(0.5, ge=0, le=1)
-    # Neighbours for that average: those of the context ("input") or found again on the estimates ("imputed").
-    smoothing_neighbours: Literal["input", "imputed"] = "imputed"
-    # Inference only: an MLflow model URI (models:/..., runs:/...) or a local bundle path.
-    uri: str = ""
 
 
 class LossParams(_Params):
@@ -155,9 +149,20 @@ class TrainParams(_Params):
 class ImputeParams(_Params):
     fill_only_zeros: bool = True
     batch_size: int = Field(256, ge=1)
+    # Each cell's estimated levels averaged with its k neighbours' estimates (this weight on theirs).
+    output_smoothing: float = Field(0.5, ge=0, le=1)
+    # Neighbours for that average: those of the context ("input") or found again on the estimates ("imputed").
+    smoothing_neighbours: Literal["input", "imputed"] = "imputed"
+
+
+class FinalParams(_Params):
+    # Train again on every processed count (no held-out mask) before imputing the deliverable.
+    refit: bool = False
 
 
 class InferenceParams(_Params):
+    # An MLflow model URI (models:/..., runs:/...) or a local bundle path.
+    uri: str = ""
     # Cells read, imputed and written per chunk; 0 reads the whole data set into memory
     # (needed for 10x files and for .h5ad files whose counts are only in layers['counts']).
     chunk_size: int = Field(10240, ge=0)
@@ -220,6 +225,7 @@ SECTIONS: dict[str, type[_Params]] = {
     "model": ModelParams,
     "train": TrainParams,
     "impute": ImputeParams,
+    "final": FinalParams,
     "inference": InferenceParams,
     "evaluation": EvaluationParams,
     "baselines": BaselinesParams,

@@ -2,7 +2,7 @@
 
 Memory holds the sparse counts on the model's genes, the neighbour graph and one dense
 chunk of ``inference.chunk_size`` cells, never the dense cells x genes result. The numbers
-are those of the in-memory path (:func:`scgapfill.impute.impute_counts`): bit for bit when
+are those of the in-memory path (:func:`scgapfill.imputation.impute_counts`): bit for bit when
 the chunk size is a multiple of ``impute.batch_size`` (the network then sees the same
 batches), to float rounding otherwise.
 """
@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .impute import align_genes, impute_counts, imputed_chunks
+from .imputation import IMPUTATION_SPACE, align_genes, impute_counts, imputation_record, imputed_chunks
 from .io import is_integer_counts
 from .normalization import lognorm, size_factors
+from .params import ImputeParams, parse
 
 log = logging.getLogger(__name__)
-
-IMPUTATION_SPACE = "log1p(counts / size_factor * 1e4)"
 
 
 def read_aligned_counts_backed(
@@ -42,7 +41,7 @@ def read_aligned_counts_backed(
     obs : pandas.DataFrame
         The file's cell annotations.
     report : dict
-        What :func:`scgapfill.impute.align_genes` reports.
+        What :func:`scgapfill.imputation.align_genes` reports.
     """
     path = Path(path)
     if path.suffix != ".h5ad" or not path.is_file():
@@ -93,15 +92,15 @@ class StreamedImputation:
         bundle: Any,
         counts: sp.csr_matrix,
         obs: pd.DataFrame,
-        fill_only_zeros: bool,
-        batch_size: int = 256,
+        params: ImputeParams | dict | None = None,
         chunk_size: int | None = None,
+        report: dict | None = None,
     ) -> None:
         self.bundle = bundle
         self.counts = sp.csr_matrix(counts, dtype=np.float32)
         self.obs = obs
-        self.fill_only_zeros = bool(fill_only_zeros)
-        self.batch_size = int(batch_size)
+        self.params = bundle.impute if params is None else parse("impute", params)
+        self.report = report or {"n_model_genes": len(bundle.gene_names), "n_missing": 0}
         self.chunk_size = chunk_size
         self.shape = self.counts.shape
 
@@ -114,14 +113,12 @@ class StreamedImputation:
             X=sp.csr_matrix(lognorm(self.counts, sf), dtype=np.float32), obs=obs, var=var,
             layers={"counts": self.counts},
         )
-        adata.uns["imputation"] = {"method": "scgapfill-unet", "space": IMPUTATION_SPACE,
-                                   "fill_only_zeros": self.fill_only_zeros,
-                                   "chunk_size": int(self.chunk_size or self.shape[0])}
+        adata.uns["gapfill"] = {**imputation_record(self.params, self.report, IMPUTATION_SPACE),
+                                "chunk_size": int(self.chunk_size or self.shape[0])}
         return adata
 
     def _chunks(self):
-        return imputed_chunks(self.bundle, self.counts, self.batch_size, self.fill_only_zeros,
-                              chunk_size=self.chunk_size)
+        return imputed_chunks(self.bundle, self.counts, self.params, chunk_size=self.chunk_size)
 
     def write_h5ad(self, path: str | Path, compression: str | None = None, **kwargs: Any) -> None:
         """Write everything but the imputed layer through anndata, then fill that layer chunk by chunk."""
@@ -145,5 +142,5 @@ class StreamedImputation:
     def to_memory(self) -> ad.AnnData:
         """The whole result as an AnnData, the dense layer built at once (small data, comparisons)."""
         adata = self._skeleton()
-        adata.layers["imputed"] = impute_counts(self.bundle, self.counts, self.batch_size, self.fill_only_zeros)
+        adata.layers["imputed"] = impute_counts(self.bundle, self.counts, self.params)
         return adata

@@ -107,8 +107,8 @@ def load_bundle(uri: str) -> Any:
 
     if not uri:
         raise ValueError(
-            "model.uri is empty; give a .pt bundle path or an MLflow model URI, e.g. "
-            f"--params=\"model.uri=models:/{REGISTERED_MODEL_NAME}/1\""
+            "inference.uri is empty; give a .pt bundle path or an MLflow model URI, e.g. "
+            f"--params=\"inference.uri=models:/{REGISTERED_MODEL_NAME}/1\""
         )
     local = Path(uri)
     if local.is_file():
@@ -121,10 +121,10 @@ def load_bundle(uri: str) -> Any:
         downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as err:  # MLflow raises several types for a missing model or run
         raise ValueError(
-            f"model.uri={uri!r} could not be read from MLflow ({mlflow.get_tracking_uri()}): {err}. "
+            f"inference.uri={uri!r} could not be read from MLflow ({mlflow.get_tracking_uri()}): {err}. "
             "List models in the MLflow UI or with `mlflow models`/the registry"
         ) from err
     candidates = [downloaded] if downloaded.is_file() else sorted(downloaded.rglob(BUNDLE_FILE))
     if not candidates:
-        raise ValueError(f"model.uri={uri!r} holds no {BUNDLE_FILE}; is it a scgapfill model?")
+        raise ValueError(f"inference.uri={uri!r} holds no {BUNDLE_FILE}; is it a scgapfill model?")
     return GapFillBundle.load(candidates[0])

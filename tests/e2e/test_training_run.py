@@ -25,11 +25,19 @@ def tracking(trained_project):
 
 def test_outputs_are_written(trained_project):
     data = trained_project / "data"
-    imputed = ad.read_h5ad(data / "07_model_output" / "imputed.h5ad")
+    scored = ad.read_h5ad(data / "07_model_output" / "imputed_masked.h5ad")
     masked = ad.read_h5ad(data / "05_model_input" / "masked.h5ad")
-    assert imputed.layers["imputed"].shape == masked.shape
-    assert list(imputed.obs_names) == list(masked.obs_names) and list(imputed.var_names) == list(masked.var_names)
-    assert np.isfinite(imputed.layers["imputed"]).all() and imputed.layers["imputed"].min() >= 0
+    assert scored.layers["imputed"].shape == masked.shape
+    assert list(scored.obs_names) == list(masked.obs_names) and list(scored.var_names) == list(masked.var_names)
+    assert np.isfinite(scored.layers["imputed"]).all() and scored.layers["imputed"].min() >= 0
+    # The deliverable: every QC'd cell and gene, every observed count as it was.
+    imputed = ad.read_h5ad(data / "07_model_output" / "imputed.h5ad")
+    normalized = ad.read_h5ad(data / "02_intermediate" / "normalized.h5ad")
+    assert imputed.shape == normalized.shape == (693, 765)
+    assert list(imputed.var_names) == list(normalized.var_names) and imputed.var["gapfill_modelled"].all()
+    assert (imputed.layers["counts"] != normalized.layers["counts"]).nnz == 0
+    rows, cols = imputed.layers["counts"].nonzero()
+    np.testing.assert_array_equal(imputed.layers["imputed"][rows, cols], np.asarray(imputed.X[rows, cols]).ravel())
     report = json.loads((data / "08_reporting" / "metrics.json").read_text())
     for key in ("heldout_rmse", "heldout_pearson", "mcv_mse", "mcv_poisson", "ari_before", "ari_after"):
         assert np.isfinite(report["metrics"][key]), key
@@ -72,7 +80,7 @@ def test_registered_model_loads_back_and_imputes(trained_project, tracking):
     # among the cells it is given, so a subset of cells would get other contexts.
     frame = pd.DataFrame(masked.layers["counts"].toarray(), index=masked.obs_names, columns=masked.var_names)
     out = model.predict(frame)
-    imputed = ad.read_h5ad(trained_project / "data" / "07_model_output" / "imputed.h5ad")
+    imputed = ad.read_h5ad(trained_project / "data" / "07_model_output" / "imputed_masked.h5ad")
     assert list(out.columns) == list(masked.var_names) and list(out.index) == list(masked.obs_names)
     np.testing.assert_allclose(out.to_numpy(), imputed.layers["imputed"], atol=1e-4)
     # By default (as in the pipeline) observed values are kept and only zeros filled;
@@ -98,7 +106,7 @@ def test_inference_on_new_data_aligns_genes_by_name(trained_project, tmp_path):
     before = path.read_bytes()
 
     result = kedro(trained_project, "run", "--pipeline=inference",
-                   f"--params=input.path={path},model.uri=models:/scgapfill-unet/1")
+                   f"--params=input.path={path},inference.uri=models:/scgapfill-unet/1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = ad.read_h5ad(trained_project / "data" / "07_model_output" / "inference_imputed.h5ad")
     assert list(out.var_names) == genes and out.n_obs == masked.n_obs
@@ -111,6 +119,6 @@ def test_inference_on_new_data_aligns_genes_by_name(trained_project, tmp_path):
 
 
 def test_bad_model_uri_fails_with_a_clear_message(trained_project):
-    result = kedro(trained_project, "run", "--pipeline=inference", "--params=model.uri=models:/no-such-model/7")
+    result = kedro(trained_project, "run", "--pipeline=inference", "--params=inference.uri=models:/no-such-model/7")
     assert result.returncode != 0
-    assert "model.uri" in result.stdout + result.stderr
+    assert "inference.uri" in result.stdout + result.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -12,9 +10,12 @@ import scipy.sparse as sp
 
 from scgapfill import streaming
 from scgapfill.datasets import AnnDataDataset
-from scgapfill.impute import align_genes, impute_counts, imputed_chunks
+from scgapfill.imputation import align_genes, impute_counts, imputed_chunks
 from scgapfill.pipelines.inference.nodes import load_aligned_counts
+from scgapfill.params import ImputeParams
 from scgapfill.train.fit import fit_gapfill
+
+PARAMS = ImputeParams(batch_size=16, fill_only_zeros=True)
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,10 @@ def new_file(bundle, counts, tmp_path):
 def test_chunks_give_the_in_memory_imputation(bundle, counts, chunk_size, smoothing):
     # Smoothing needs every cell's estimate before any chunk is final: the two-pass path.
     weight, neighbours = smoothing
-    bundle = dataclasses.replace(
-        bundle, model_params={**bundle.model_params, "output_smoothing": weight, "smoothing_neighbours": neighbours}
-    )
-    whole = impute_counts(bundle, counts, batch_size=16, fill_only_zeros=True)
+    params = ImputeParams(batch_size=16, fill_only_zeros=True, output_smoothing=weight, smoothing_neighbours=neighbours)
+    whole = impute_counts(bundle, counts, params)
     starts = []
-    for rows, values in imputed_chunks(bundle, counts, 16, True, chunk_size=chunk_size):
+    for rows, values in imputed_chunks(bundle, counts, params, chunk_size=chunk_size):
         starts.append(rows.start)
         assert values.shape[0] <= chunk_size
         if chunk_size % 16 == 0:
@@ -88,17 +87,18 @@ def test_streamed_result_written_through_the_catalog_dataset(bundle, new_file, t
     in_memory, same_report = load_aligned_counts({"path": str(path)}, bundle, {"chunk_size": 0})
     assert report == same_report and (aligned["counts"] != in_memory["counts"]).nnz == 0
 
-    result = streaming.StreamedImputation(bundle, aligned["counts"], aligned["obs"], True, 16, chunk_size=32)
+    result = streaming.StreamedImputation(bundle, aligned["counts"], aligned["obs"], PARAMS, chunk_size=32, report=report)
     target = tmp_path / "out" / "imputed.h5ad"
     AnnDataDataset(filepath=str(target), save_args={"compression": "gzip"}).save(result)
     out = ad.read_h5ad(target)
-    expected = impute_counts(bundle, aligned["counts"], batch_size=16, fill_only_zeros=True)
+    expected = impute_counts(bundle, aligned["counts"], PARAMS)
     np.testing.assert_array_equal(out.layers["imputed"], expected)
     assert out.layers["imputed"].dtype == np.float32
     assert (out.layers["counts"] != aligned["counts"]).nnz == 0
     assert list(out.var_names) == list(bundle.gene_names) and list(out.obs_names) == list(aligned["obs"].index)
     np.testing.assert_allclose(out.obs["size_factor"], np.asarray(aligned["counts"].sum(axis=1)).ravel())
-    assert out.uns["imputation"]["chunk_size"] == 32
+    assert out.uns["gapfill"]["chunk_size"] == 32
+    assert out.uns["gapfill"]["missing_share"] == pytest.approx(10 / len(bundle.gene_names))
     np.testing.assert_array_equal(result.to_memory().layers["imputed"], expected)
 
 
@@ -106,7 +106,7 @@ def test_a_failure_midway_leaves_the_previous_output_untouched(bundle, counts, t
     target = tmp_path / "imputed.h5ad"
     target.write_bytes(b"previous result")
     obs = pd.DataFrame(index=[f"c{i}" for i in range(counts.shape[0])])
-    result = streaming.StreamedImputation(bundle, counts, obs, True, 16, chunk_size=10)
+    result = streaming.StreamedImputation(bundle, counts, obs, PARAMS, chunk_size=10)
 
     def failing_chunks(*args, **kwargs):
         for n, item in enumerate(imputed_chunks(*args, **kwargs)):

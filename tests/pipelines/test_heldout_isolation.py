@@ -1,7 +1,8 @@
 """Held-out entries stay hidden from everything that trains or imputes.
 
 Three layers of proof: (1) in the composed training pipeline, the nodes that lay out,
-train and impute read only the masked data sets; (2) those data sets hold no held-out
+train and impute for scoring read only the masked data sets, and the deliverable (which
+reads every processed count) feeds nothing that scores; (2) those data sets hold no held-out
 value and no truth; (3) tests/model/test_train.py shows that changing the held-out
 values leaves the trained weights and the imputation bit-identical.
 """
@@ -14,8 +15,9 @@ from scgapfill.pipeline_registry import register_pipelines
 from scgapfill.pipelines.masking.nodes import make_heldout_mask, mask_counts, split_molecules
 from scgapfill.preprocessing import normalize, quality_control, select_genes
 
-MODEL_SIDE_NODES = {"gene_layout_node", "train_model_node", "impute_node", "denoise_mcv_node", "loss_curve_node",
-                    "log_model_node"}
+MODEL_SIDE_NODES = {"gene_layout_node", "train_model_node", "impute_masked_node", "denoise_mcv_node",
+                    "loss_curve_node", "log_model_node"}
+DELIVERABLE_NODE = "impute_all_node"
 ALLOWED_INPUTS = {"masked", "mcv_train", "gene_layout", "gapfill_model"}
 
 
@@ -32,6 +34,19 @@ def test_only_evaluation_reads_the_heldout_values():
     training = register_pipelines()["training"]
     readers = {node.name for node in training.nodes if {"heldout_mask", "mcv_test", "processed"} & set(node.inputs)}
     assert readers == {"heldout_mask_node", "mask_counts_node", "prepare_evaluation_node"}
+
+
+def test_the_deliverable_reads_every_count_and_feeds_no_score():
+    training = register_pipelines()["training"]
+    by_name = {node.name: node for node in training.nodes}
+    all_counts_readers = {node.name for node in training.nodes if "normalized" in node.inputs}
+    assert all_counts_readers == {"select_genes_node", DELIVERABLE_NODE}
+    deliverable = by_name[DELIVERABLE_NODE]
+    assert {i for i in deliverable.inputs if not i.startswith("params:")} == {"gapfill_model", "normalized"}
+    assert deliverable.outputs == ["imputed"]
+    # Nothing downstream of it: evaluation scores the masked copy's imputation.
+    assert not [node.name for node in training.nodes if set(deliverable.outputs) & set(node.inputs)]
+    assert "imputed_masked" in by_name["score_methods_node"].inputs
 
 
 def _processed():

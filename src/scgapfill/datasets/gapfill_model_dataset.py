@@ -8,7 +8,7 @@ from ._local_file import LocalFileDataset
 
 
 class GapFillModelDataset(LocalFileDataset):
-    """Save/load a :class:`scgapfill.model_io.GapFillBundle`.
+    """Save/load a trained :class:`scgapfill.GapFill` as its weights-only bundle.
 
     The file holds tensors and plain data only and is read with
     ``torch.load(weights_only=True)``: loading never unpickles code. The bundle
@@ -16,13 +16,14 @@ class GapFillModelDataset(LocalFileDataset):
     """
 
     def load(self):
+        from scgapfill.model import GapFill
         from scgapfill.model_io import GapFillBundle
 
-        return GapFillBundle.load(self.load_path)
+        return GapFill.from_bundle(GapFillBundle.load(self.load_path))
 
     def save(self, data) -> None:
-        from scgapfill.model_io import GapFillBundle
+        from scgapfill.model import GapFill
 
-        if not isinstance(data, GapFillBundle):
-            raise DatasetError(f"GapFillModelDataset can only save a GapFillBundle, got {type(data).__name__}")
-        data.save(self.save_path)
+        if not isinstance(data, GapFill) or not data.is_fitted:
+            raise DatasetError(f"GapFillModelDataset saves a trained GapFill, got {data!r}")
+        data.bundle.save(self.save_path)

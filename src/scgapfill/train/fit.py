@@ -16,12 +16,12 @@ Distributed training
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from ..layout import to_grid, validate_layout
@@ -39,11 +39,9 @@ from ..params import ModelParams, TrainParams, parse
 from ..cellgraph import neighbour_context
 from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix
 from .module import GapFillModule
+from .trainer import HISTORY_FILE, build_trainer, resolve_precision, uses_cuda
 
 log = logging.getLogger(__name__)
-
-_HISTORY_FILE = "history.json"
-
 
 def split_cells(n_cells: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of cell indices into (train, validation), both sorted and non-empty."""
@@ -54,55 +52,6 @@ def split_cells(n_cells: int, val_fraction: float, seed: int) -> tuple[np.ndarra
     order = np.random.default_rng(seed).permutation(n_cells)
     n_val = min(max(int(round(val_fraction * n_cells)), 1), n_cells - 1)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def uses_cuda(accelerator: str) -> bool:
-    """Whether Lightning will train on a CUDA GPU with this accelerator setting."""
-    name = str(accelerator).lower()
-    return name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available())
-
-
-def resolve_precision(train_params: TrainParams) -> str:
-    """``train.precision`` if set, else bf16 mixed precision on a GPU that has it, 32-bit otherwise."""
-    if train_params.precision:
-        return str(train_params.precision)
-    if uses_cuda(train_params.accelerator) and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
-
-
-class _EpochHistory(Callback):
-    """Writes (epoch, train_loss, val_loss, seconds) to a JSON file on rank 0.
-
-    A file, not an attribute: with ``ddp_spawn``/``ddp_fork`` the callbacks run in
-    child processes and their attributes never reach the caller.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.rows: list[dict] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning runs the epoch's validation before this hook, so val_loss is current.
-        if not trainer.is_global_zero:
-            return
-        metrics = trainer.callback_metrics
-        self.rows.append(
-            {
-                "epoch": int(trainer.current_epoch),
-                "train_loss": float(metrics.get("train_loss", float("nan"))),
-                "val_loss": float(metrics.get("val_loss", float("nan"))),
-                "seconds": time.perf_counter() - self._start,
-            }
-        )
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as stream:
-            json.dump(self.rows, stream)
-        os.replace(tmp, self.path)
 
 
 def _loaders(
@@ -136,17 +85,128 @@ def _loaders(
     return train, val
 
 
-@torch.no_grad()
-def _ema_update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: Any, decay: float) -> torch.Tensor:
-    return decay * averaged + (1 - decay) * current
+@dataclass
+class TrainingData:
+    """The scaled values the network trains on, the split of the cells and the scaler."""
+
+    scaled: sp.csr_matrix
+    context: np.ndarray | None
+    cell_sizes: np.ndarray
+    train_cells: np.ndarray
+    val_cells: np.ndarray
+    scaler: GeneScaler
 
 
-def _weight_average(decay: float) -> WeightAveraging:
-    """Lightning's EMA of the weights, every optimiser step.
+def check_layout(counts: sp.csr_matrix, layout: dict, model_params: ModelParams) -> None:
+    """The layout holds the counts' genes on a grid the U-Net can halve ``model.depth`` times."""
+    validate_layout(layout)
+    if counts.shape[1] != len(layout["genes"]):
+        raise ValueError(
+            f"counts have {counts.shape[1]} genes but the layout has {len(layout['genes'])}; "
+            "compute the layout on the same genes (align columns to layout['genes'])"
+        )
+    divisor = 2**model_params.depth
+    height, width = layout["shape"]
+    if height % divisor or width % divisor:
+        raise ValueError(
+            f"layout grid {height}x{width} is not divisible by 2**model.depth={divisor}; "
+            f"recompute the layout with divisor={divisor} or lower model.depth"
+        )
 
-    Not ``EMAWeightAveraging``: its update is a closure, which ``ddp_spawn`` cannot pickle.
-    """
-    return WeightAveraging(avg_fn=functools.partial(_ema_update, decay=decay))
+
+def training_data(
+    counts: sp.csr_matrix, model_params: ModelParams, train_params: TrainParams, scaler: GeneScaler | None = None
+) -> TrainingData:
+    """Log-normalise, split the cells, scale per gene (``scaler`` kept when given) and build the context."""
+    cell_sizes = size_factors(counts)
+    values = lognorm(counts, cell_sizes)
+    train_cells, val_cells = split_cells(counts.shape[0], train_params.val_fraction, train_params.seed)
+    scaler = scaler or GeneScaler.fit(values[train_cells])
+    context = None
+    if model_params.context_channel:
+        context = scaler.transform(
+            neighbour_context(
+                values, model_params.context_k, model_params.context_n_pcs, train_params.seed,
+                model_params.context_steps, model_params.context_space,
+            )
+        )
+    return TrainingData(scaler.transform(values), context, cell_sizes, train_cells, val_cells, scaler)
+
+
+def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params: TrainParams, precision: str,
+           logger: Any, callbacks: list[Callback] | None) -> tuple[dict, list[dict], float] | None:
+    """Run Lightning; the best checkpoint, the per-epoch rows and the wall time (``None`` off rank 0)."""
+    train_loader, val_loader = _loaders(data.scaled, data.context, layout, data.train_cells, data.val_cells,
+                                        train_params, data.cell_sizes)
+    deterministic_before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    with tempfile.TemporaryDirectory(prefix="scgapfill-fit-") as workdir:
+        # WeightAveraging puts the averaged weights into a checkpoint through its on_save_checkpoint
+        # hook, which Lightning skips for weights-only checkpoints.
+        checkpoint = ModelCheckpoint(
+            dirpath=workdir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+            save_weights_only=not train_params.ema_decay,
+        )
+        trainer = build_trainer(train_params, workdir, precision, len(train_loader), checkpoint, logger, callbacks)
+        start = time.perf_counter()
+        try:
+            trainer.fit(module, train_loader, val_loader)
+        finally:
+            # Lightning switches deterministic algorithms on globally; give the process back as it was.
+            torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
+        wall = time.perf_counter() - start
+        if trainer.global_rank != 0:
+            return None
+        if not checkpoint.best_model_path or not os.path.exists(checkpoint.best_model_path):
+            raise RuntimeError("training produced no checkpoint (did validation run?); check train.val_fraction")
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        with open(os.path.join(workdir, HISTORY_FILE)) as stream:
+            rows = json.load(stream)
+    return best, rows, wall
+
+
+def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layout: dict, model_params: ModelParams,
+            train_params: TrainParams, precision: str) -> GapFillBundle:
+    state_dict = {k[len("net.") :]: v.cpu() for k, v in best["state_dict"].items() if k.startswith("net.")}
+    # The zip term's fitted dropout curve is not part of the network, but it is a finding about the data.
+    curve = best["state_dict"].get("dropout_curve")
+    curve_info = {} if curve is None else {
+        "dropout_curve_intercept": float(curve[0]), "dropout_curve_slope": float(curve[1]),
+    }
+    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "seconds"])
+    seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
+    cells_per_s = len(data.train_cells) / seconds_per_epoch if seconds_per_epoch > 0 else float("nan")
+    best_epoch = int(best.get("epoch", history["val_loss"].idxmin() if len(history) else -1))
+    log.info(
+        "U-Net trained %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s); best epoch %d",
+        len(history), wall, seconds_per_epoch, cells_per_s, best_epoch,
+    )
+    return GapFillBundle(
+        state_dict=state_dict,
+        model_params=model_params.model_dump(),
+        train_params=train_params.model_dump(),
+        layout=dict(layout),
+        scaler=data.scaler.to_dict(),
+        gene_names=[str(g) for g in layout["genes"]],
+        history=history[["epoch", "train_loss", "val_loss"]],
+        best_epoch=best_epoch,
+        seconds_per_epoch=seconds_per_epoch,
+        cells_per_s=cells_per_s,
+        info={
+            "n_train_cells": int(len(data.train_cells)),
+            "n_val_cells": int(len(data.val_cells)),
+            "epochs_run": int(len(history)),
+            "best_val_loss": float(history["val_loss"].min()) if len(history) else float("nan"),
+            "train_seconds": float(wall),
+            "epoch_seconds": [float(x) for x in history["seconds"]],
+            "precision": precision,
+            "accelerator": str(train_params.accelerator),
+            "strategy": str(train_params.strategy),
+            **curve_info,
+        },
+    )
 
 
 def fit_gapfill(
@@ -156,6 +216,7 @@ def fit_gapfill(
     train_params: TrainParams | dict | None = None,
     logger: Any = None,
     callbacks: list[Callback] | None = None,
+    start_from: GapFillBundle | None = None,
 ) -> GapFillBundle | None:
     """Train the gap-filling U-Net.
 
@@ -173,6 +234,9 @@ def fit_gapfill(
         A Lightning logger (e.g. ``MLFlowLogger``) for per-epoch curves; ``None`` logs nothing.
     callbacks
         Extra Lightning callbacks.
+    start_from
+        A trained bundle on the same layout: training continues from its weights and keeps its
+        per-gene scaler (fine-tuning); ``None`` starts from random weights.
 
     Returns
     -------
@@ -190,128 +254,20 @@ def fit_gapfill(
     model_params = parse("model", model_params)
     train_params = parse("train", train_params)
     counts = as_counts_matrix(counts_csr, "fit_gapfill")
-    validate_layout(layout)
-    if counts.shape[1] != len(layout["genes"]):
-        raise ValueError(
-            f"counts have {counts.shape[1]} genes but the layout has {len(layout['genes'])}; "
-            "compute the layout on the same genes (align columns to layout['genes'])"
-        )
-    divisor = 2**model_params.depth
-    height, width = layout["shape"]
-    if height % divisor or width % divisor:
-        raise ValueError(
-            f"layout grid {height}x{width} is not divisible by 2**model.depth={divisor}; "
-            f"recompute the layout with divisor={divisor} or lower model.depth"
-        )
-
-    cell_sizes = size_factors(counts)
-    values = lognorm(counts, cell_sizes)
-    train_cells, val_cells = split_cells(counts.shape[0], train_params.val_fraction, train_params.seed)
-    scaler = GeneScaler.fit(values[train_cells])
-    scaled = scaler.transform(values)
-    context = None
-    if model_params.context_channel:
-        context = scaler.transform(
-            neighbour_context(
-                values, model_params.context_k, model_params.context_n_pcs, train_params.seed,
-                model_params.context_steps, model_params.context_space,
-            )
-        )
-
+    check_layout(counts, layout, model_params)
+    if start_from is not None and list(start_from.gene_names) != [str(g) for g in layout["genes"]]:
+        raise ValueError("fine-tuning keeps the model's layout: align the counts to start_from.gene_names")
+    data = training_data(
+        counts, model_params, train_params, None if start_from is None else GeneScaler.from_dict(start_from.scaler)
+    )
     L.seed_everything(train_params.seed, workers=True, verbose=False)
-    gene_scale = to_grid(scaler.scale[None, :].astype(np.float32), layout)
+    gene_scale = to_grid(data.scaler.scale[None, :].astype(np.float32), layout)
     gene_scale[gene_scale == 0] = 1.0  # padding pixels
     module = GapFillModule(model_params.model_dump(), train_params.model_dump(), torch.from_numpy(gene_scale))
-    train_loader, val_loader = _loaders(scaled, context, layout, train_cells, val_cells, train_params, cell_sizes)
+    if start_from is not None:
+        module.net.load_state_dict(start_from.state_dict)
     precision = resolve_precision(train_params)
-    cuda = uses_cuda(train_params.accelerator)
-    deterministic_before = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-
-    with tempfile.TemporaryDirectory(prefix="scgapfill-fit-") as workdir:
-        history_path = os.path.join(workdir, _HISTORY_FILE)
-        # WeightAveraging puts the averaged weights into a checkpoint through its on_save_checkpoint
-        # hook, which Lightning skips for weights-only checkpoints.
-        checkpoint = ModelCheckpoint(
-            dirpath=workdir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
-            save_weights_only=not train_params.ema_decay,
-        )
-        trainer = L.Trainer(
-            accelerator=train_params.accelerator,
-            devices=train_params.devices,
-            num_nodes=train_params.num_nodes,
-            strategy=train_params.strategy,
-            precision=precision,
-            max_epochs=train_params.max_epochs,
-            callbacks=[
-                EarlyStopping(
-                    monitor="val_loss", mode="min", patience=train_params.patience, min_delta=train_params.min_delta
-                ),
-                checkpoint,
-                _EpochHistory(history_path),
-                *([_weight_average(train_params.ema_decay)] if train_params.ema_decay else []),
-                *(callbacks or []),
-            ],
-            logger=logger if logger is not None else False,
-            enable_progress_bar=train_params.enable_progress_bar,
-            enable_model_summary=False,
-            # Some CUDA kernels have no deterministic version: warn there instead of failing.
-            deterministic="warn" if cuda else True,
-            default_root_dir=workdir,
-            log_every_n_steps=max(1, min(50, len(train_loader))),
-        )
-        start = time.perf_counter()
-        try:
-            trainer.fit(module, train_loader, val_loader)
-        finally:
-            # Lightning switches deterministic algorithms on globally; give the process back as it was.
-            torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
-        wall = time.perf_counter() - start
-        if trainer.global_rank != 0:
-            return None
-        if not checkpoint.best_model_path or not os.path.exists(checkpoint.best_model_path):
-            raise RuntimeError("training produced no checkpoint (did validation run?); check train.val_fraction")
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-        with open(history_path) as stream:
-            rows = json.load(stream)
-
-    state_dict = {k[len("net.") :]: v.cpu() for k, v in best["state_dict"].items() if k.startswith("net.")}
-    # The zip term's fitted dropout curve is not part of the network, but it is a finding about the data.
-    curve = best["state_dict"].get("dropout_curve")
-    curve_info = {} if curve is None else {
-        "dropout_curve_intercept": float(curve[0]), "dropout_curve_slope": float(curve[1]),
-    }
-    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "seconds"])
-    seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
-    cells_per_s = len(train_cells) / seconds_per_epoch if seconds_per_epoch > 0 else float("nan")
-    best_epoch = int(best.get("epoch", history["val_loss"].idxmin() if len(history) else -1))
-    log.info(
-        "U-Net trained %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s); best epoch %d",
-        len(history), wall, seconds_per_epoch, cells_per_s, best_epoch,
-    )
-    return GapFillBundle(
-        state_dict=state_dict,
-        model_params=model_params.model_dump(),
-        train_params=train_params.model_dump(),
-        layout=dict(layout),
-        scaler=scaler.to_dict(),
-        gene_names=[str(g) for g in layout["genes"]],
-        history=history[["epoch", "train_loss", "val_loss"]],
-        best_epoch=best_epoch,
-        seconds_per_epoch=seconds_per_epoch,
-        cells_per_s=cells_per_s,
-        info={
-            "n_train_cells": int(len(train_cells)),
-            "n_val_cells": int(len(val_cells)),
-            "epochs_run": int(len(history)),
-            "best_val_loss": float(history["val_loss"].min()) if len(history) else float("nan"),
-            "train_seconds": float(wall),
-            "epoch_seconds": [float(x) for x in history["seconds"]],
-            "precision": precision,
-            "accelerator": str(train_params.accelerator),
-            "strategy": str(train_params.strategy),
-            **curve_info,
-        },
-    )
+    result = _train(module, data, layout, train_params, precision, logger, callbacks)
+    if result is None:
+        return None
+    return _bundle(*result, data, layout, model_params, train_params, precision)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.layout import validate_layout
 from scgapfill.params import ParameterError
 from scgapfill.pipelines.data_processing import nodes
 
@@ -41,21 +40,3 @@ def test_processing_nodes_chain(processed: ad.AnnData, small_adata: ad.AnnData, 
     # size_factor is the cell's total before gene selection, i.e. over all genes kept by QC.
     assert (processed.obs["size_factor"].to_numpy() >= counts.sum(axis=1)).all()
     assert processed.n_obs <= small_adata.n_obs
-
-
-@pytest.mark.parametrize(("depth", "strategy"), [(1, "given"), (2, "correlation"), (4, "random")])
-def test_compute_gene_layout_follows_model_depth(processed: ad.AnnData, depth: int, strategy: str) -> None:
-    lay = nodes.compute_gene_layout(processed, {"strategy": strategy, "seed": 0}, {"depth": depth})
-    validate_layout(lay)
-    assert lay["genes"] == list(processed.var_names)
-    assert lay["strategy"] == strategy
-    height, width = lay["shape"]
-    assert height % 2**depth == 0 and width % 2**depth == 0
-    assert height * width >= processed.n_vars
-
-
-def test_compute_gene_layout_validates_parameters(processed: ad.AnnData) -> None:
-    with pytest.raises(ParameterError, match=r"layout\.strategy"):
-        nodes.compute_gene_layout(processed, {"strategy": "tsne"}, {"depth": 2})
-    with pytest.raises(ParameterError, match=r"model\.depth"):
-        nodes.compute_gene_layout(processed, {"strategy": "given"}, {"depth": 0})

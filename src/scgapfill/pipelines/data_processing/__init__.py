@@ -1,4 +1,4 @@
-"""QC, normalisation, gene selection and the gene layout of the grid."""
+"""QC, normalisation and gene selection."""
 
 from .pipeline import create_pipeline
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import anndata as ad
 
-from scgapfill import io, layout, preprocessing
-from scgapfill.params import parse
+from scgapfill import io, preprocessing
 
 
 def load_counts(input_params: dict) -> ad.AnnData:
@@ -23,12 +22,3 @@ def normalize(adata: ad.AnnData, normalize_params: dict) -> ad.AnnData:
 
 def select_genes(adata: ad.AnnData, hvg: dict) -> ad.AnnData:
     return preprocessing.select_genes(adata, hvg)
-
-
-def compute_gene_layout(processed: ad.AnnData, layout_params: dict, model_params: dict) -> dict:
-    """Place the selected genes on a grid whose sides the U-Net can halve ``model.depth`` times."""
-    lp = parse("layout", layout_params)
-    depth = parse("model", model_params).depth
-    return layout.compute_layout(
-        processed.X, list(processed.var_names), strategy=lp.strategy, divisor=2**depth, seed=lp.seed
-    )

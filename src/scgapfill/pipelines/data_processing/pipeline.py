@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import compute_gene_layout, load_counts, normalize, quality_control, select_genes
+from .nodes import load_counts, normalize, quality_control, select_genes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -10,12 +10,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(quality_control, ["input_counts", "params:qc"], "qc_counts", name="quality_control_node"),
             Node(normalize, ["qc_counts", "params:normalize"], "normalized", name="normalize_node"),
             Node(select_genes, ["normalized", "params:hvg"], "processed", name="select_genes_node"),
-            Node(
-                compute_gene_layout,
-                ["processed", "params:layout", "params:model"],
-                "gene_layout",
-                name="gene_layout_node",
-            ),
         ],
         tags="data_processing",
     )

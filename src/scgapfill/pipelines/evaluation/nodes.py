@@ -50,19 +50,20 @@ def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, baselines: dict) ->
 def score_methods(
     data: EvaluationData,
     baseline_outputs: dict[str, dict],
-    imputed: ad.AnnData,
+    imputed_masked: ad.AnnData,
     imputed_mcv: ad.AnnData,
     training_summary: dict,
     evaluation: dict,
 ) -> tuple[pd.DataFrame, dict, dict, pd.DataFrame, dict[str, Figure]]:
-    """Score the U-Net and every baseline; the U-Net's per-cell table, metrics and plots.
+    """Score the U-Net (its imputation of the masked copy) and every baseline; the U-Net's per-cell
+    table, metrics and plots.
 
     Returns the comparison table (one row per method), the U-Net's metrics for MLflow,
     the same as JSON with the baselines beside it, the per-cell table and the figures.
     """
     params = parse("evaluation", evaluation)
     model_out = {
-        "imputed": np.asarray(imputed.layers["imputed"], dtype=np.float64),
+        "imputed": np.asarray(imputed_masked.layers["imputed"], dtype=np.float64),
         "mcv": np.asarray(imputed_mcv.X, dtype=np.float64),
         "seconds": float(training_summary.get("seconds_total", np.nan)),
     }

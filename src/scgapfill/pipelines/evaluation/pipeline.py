@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 score_methods,
-                ["evaluation_data", "baseline_outputs", "imputed", "imputed_mcv", "training_summary",
+                ["evaluation_data", "baseline_outputs", "imputed_masked", "imputed_mcv", "training_summary",
                  "params:evaluation"],
                 ["method_scores", "unet_metrics", "metrics_report", "per_cell_scores", "evaluation_plots"],
                 name="score_methods_node",

@@ -13,11 +13,12 @@ from scgapfill.params import parse
 log = logging.getLogger(__name__)
 
 
-def load_model(model: dict):
-    """The bundle named by ``model.uri`` (MLflow URI or .pt path), read weights-only."""
-    from scgapfill.tracking import load_bundle
+def load_model(inference: dict, impute: dict):
+    """The model named by ``inference.uri`` (MLflow URI, folder or .pt file), read weights-only,
+    imputing with this run's ``impute.*`` settings."""
+    from scgapfill.model import GapFill
 
-    return load_bundle(parse("model", model).uri)
+    return GapFill.load(parse("inference", inference).uri, impute=parse("impute", impute))
 
 
 def load_aligned_counts(input_params: dict, inference_model, inference: dict) -> tuple[dict, dict]:
@@ -27,7 +28,7 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
     (or ``chunk_size: 0``) are read whole. Cells without a count on the model's genes are skipped.
     """
     from scgapfill import io
-    from scgapfill.impute import align_genes
+    from scgapfill.imputation import align_genes
     from scgapfill.streaming import read_aligned_counts_backed
 
     path = parse("input", input_params).path.strip()
@@ -53,12 +54,8 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
     return aligned, report
 
 
-def impute_new(inference_model, aligned: dict, impute: dict, inference: dict):
+def impute_new(inference_model, aligned: dict, gene_alignment_report: dict, inference: dict):
     """Same output format as training (layer ``imputed`` in log1p(counts / size_factor * 1e4)),
     computed and written ``inference.chunk_size`` cells at a time by the catalog's AnnDataDataset."""
-    from scgapfill.streaming import StreamedImputation
-
-    params = parse("impute", impute)
     chunk_size = parse("inference", inference).chunk_size or None
-    return StreamedImputation(inference_model, aligned["counts"], aligned["obs"], params.fill_only_zeros,
-                              batch_size=params.batch_size, chunk_size=chunk_size)
+    return inference_model.streamed(aligned["counts"], aligned["obs"], chunk_size, gene_alignment_report)

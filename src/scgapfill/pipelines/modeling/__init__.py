@@ -1,4 +1,5 @@
-"""Train the U-Net on the masked counts and impute every cell."""
+"""Lay the genes out, train the U-Net on the masked counts, impute the masked copy for scoring and every
+processed count for the deliverable."""
 
 from .pipeline import create_pipeline
 

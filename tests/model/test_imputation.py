@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
-from scgapfill.impute import align_genes, impute_counts
+from scgapfill.imputation import align_genes, impute_counts
 from scgapfill.model_io import GapFillBundle
 from scgapfill.nn import UNet, input_channels
 from scgapfill.normalization import lognorm, size_factors
+from scgapfill.params import ImputeParams
 from scgapfill.train.data import GeneScaler
+
+
+FILL_ALL = ImputeParams(fill_only_zeros=False)
+KEEP = ImputeParams(fill_only_zeros=True)
 
 
 @pytest.fixture(scope="module")
@@ -53,26 +56,30 @@ def test_align_genes_refuses_duplicate_names():
 
 
 def test_output_is_dense_float32_in_model_gene_order(untrained, counts):
-    out = impute_counts(untrained, counts, batch_size=32)
+    out = impute_counts(untrained, counts, FILL_ALL.model_copy(update={"batch_size": 32}))
     assert out.shape == counts.shape and out.dtype == np.float32 and np.isfinite(out).all()
     # the same cells with columns shuffled, then aligned, give the same answer
     order = np.random.default_rng(1).permutation(counts.shape[1])
     shuffled_names = [untrained.gene_names[i] for i in order]
     aligned, report = align_genes(counts[:, order], shuffled_names, untrained.gene_names)
     assert report["n_missing"] == 0
-    np.testing.assert_allclose(impute_counts(untrained, aligned, batch_size=32), out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        impute_counts(untrained, aligned, FILL_ALL.model_copy(update={"batch_size": 32})), out, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_batch_size_does_not_change_the_result(untrained, counts):
     np.testing.assert_allclose(
-        impute_counts(untrained, counts, batch_size=7), impute_counts(untrained, counts, batch_size=256), atol=1e-5
+        impute_counts(untrained, counts, FILL_ALL.model_copy(update={"batch_size": 7})),
+        impute_counts(untrained, counts, FILL_ALL.model_copy(update={"batch_size": 256})),
+        atol=1e-5,
     )
 
 
 def test_fill_only_zeros_keeps_observed_nonzeros(untrained, counts):
     observed = lognorm(counts, size_factors(counts)).toarray()
-    full = impute_counts(untrained, counts)
-    kept = impute_counts(untrained, counts, fill_only_zeros=True)
+    full = impute_counts(untrained, counts, FILL_ALL)
+    kept = impute_counts(untrained, counts, KEEP)
     nonzero = observed > 0
     np.testing.assert_allclose(kept[nonzero], observed[nonzero], rtol=1e-6)
     np.testing.assert_array_equal(kept[~nonzero], full[~nonzero])
@@ -85,7 +92,7 @@ def test_missing_genes_are_zero_input_and_get_filled(untrained, counts):
     aligned, report = align_genes(counts[:, 5:], names[5:], untrained.gene_names)
     assert report["missing_genes"] == dropped
     assert aligned[:, :5].nnz == 0
-    out = impute_counts(untrained, aligned, fill_only_zeros=True)
+    out = impute_counts(untrained, aligned, KEEP)
     assert np.isfinite(out[:, :5]).all() and (out[:, :5] > 0).all()
 
 
@@ -98,48 +105,61 @@ def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrain
     from scgapfill.cellgraph import neighbour_graph
 
     weight = 0.4
-    smoothed = dataclasses.replace(
-        untrained,
-        model_params={**untrained.model_params, "output_smoothing": weight, "smoothing_neighbours": "input"},
-    )
-    alone = dataclasses.replace(untrained, model_params={**untrained.model_params, "output_smoothing": 0.0})
-    own = np.expm1(impute_counts(alone, counts).astype(np.float64))  # levels, counts per 1e4
+    smoothed = FILL_ALL.model_copy(update={"output_smoothing": weight, "smoothing_neighbours": "input"})
+    alone = FILL_ALL.model_copy(update={"output_smoothing": 0.0})
+    own = np.expm1(impute_counts(untrained, counts, alone).astype(np.float64))  # levels, counts per 1e4
     params = untrained.model_params
     graph = neighbour_graph(lognorm(counts, size_factors(counts)), params["context_k"], params["context_n_pcs"],
                             untrained.train_params["seed"])
     assert graph.diagonal().sum() == 0  # a cell's own estimate is not counted as a neighbour's
     expected = np.log1p((1 - weight) * own + weight * (graph @ own))
-    np.testing.assert_allclose(impute_counts(smoothed, counts), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(impute_counts(untrained, counts, smoothed), expected, rtol=1e-4, atol=1e-5)
     # observed counts are still kept as they are, only the zeros change
     observed = lognorm(counts, size_factors(counts)).toarray()
-    kept = impute_counts(smoothed, counts, fill_only_zeros=True)
+    kept = impute_counts(untrained, counts, smoothed.model_copy(update={"fill_only_zeros": True}))
     nonzero = observed > 0
     np.testing.assert_allclose(kept[nonzero], observed[nonzero], rtol=1e-6)
     np.testing.assert_allclose(kept[~nonzero], expected[~nonzero], rtol=1e-4, atol=1e-5)
-    assert not np.allclose(kept[~nonzero], impute_counts(alone, counts, fill_only_zeros=True)[~nonzero])
+    alone_kept = impute_counts(untrained, counts, alone.model_copy(update={"fill_only_zeros": True}))
+    assert not np.allclose(kept[~nonzero], alone_kept[~nonzero])
 
 
 def test_smoothing_neighbours_found_again_on_the_estimates(untrained, counts):
     from scgapfill.cellgraph import knn_graph, pca_embedding
 
-    params = {**untrained.model_params, "output_smoothing": 0.5}
-    alone = dataclasses.replace(untrained, model_params={**params, "output_smoothing": 0.0})
-    on_input = dataclasses.replace(untrained, model_params={**params, "smoothing_neighbours": "input"})
-    on_imputed = dataclasses.replace(untrained, model_params={**params, "smoothing_neighbours": "imputed"})
+    params = untrained.model_params
+    alone = FILL_ALL.model_copy(update={"output_smoothing": 0.0})
+    on_input = FILL_ALL.model_copy(update={"output_smoothing": 0.5, "smoothing_neighbours": "input"})
+    on_imputed = FILL_ALL.model_copy(update={"output_smoothing": 0.5, "smoothing_neighbours": "imputed"})
     values = lognorm(counts, size_factors(counts))
-    own = impute_counts(alone, counts, fill_only_zeros=True)  # the cells' own estimates, observed kept
+    own = impute_counts(untrained, counts, KEEP.model_copy(update={"output_smoothing": 0.0}))  # observed kept
     _, pca = pca_embedding(values, params["context_n_pcs"], untrained.train_params["seed"])
     graph = knn_graph(pca.transform(own), params["context_k"])  # in the input's principal components
-    levels = np.expm1(impute_counts(alone, counts).astype(np.float64))
+    levels = np.expm1(impute_counts(untrained, counts, alone).astype(np.float64))
     expected = np.log1p(0.5 * levels + 0.5 * (graph @ levels))
-    np.testing.assert_allclose(impute_counts(on_imputed, counts), expected, rtol=1e-4, atol=1e-5)
-    assert not np.allclose(impute_counts(on_input, counts), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(impute_counts(untrained, counts, on_imputed), expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(impute_counts(untrained, counts, on_input), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_output_smoothing_is_a_weight_between_0_and_1():
     from scgapfill.params import parse
 
     with pytest.raises(ValueError, match="output_smoothing"):
-        parse("model", {"output_smoothing": 1.5})
+        parse("impute", {"output_smoothing": 1.5})
     with pytest.raises(ValueError, match="smoothing_neighbours"):
-        parse("model", {"smoothing_neighbours": "cells"})
+        parse("impute", {"smoothing_neighbours": "cells"})
+    with pytest.raises(ValueError, match="model.output_smoothing"):
+        parse("model", {"output_smoothing": 0.5})  # an imputation setting, no longer the network's
+
+
+def test_bundles_saved_before_the_impute_section_load_with_their_settings(untrained):
+    payload = untrained.to_dict()
+    del payload["impute_params"]
+    payload["model_params"].update({"output_smoothing": 0.25, "smoothing_neighbours": "input", "uri": "x.pt"})
+    old = GapFillBundle.from_dict(payload)
+    assert old.impute == ImputeParams(output_smoothing=0.25, smoothing_neighbours="input")
+    assert old.model == untrained.model
+    # older still: no smoothing option at all, i.e. none was applied
+    for key in ("output_smoothing", "smoothing_neighbours"):
+        del payload["model_params"][key]
+    assert GapFillBundle.from_dict(payload).impute.output_smoothing == 0.0

@@ -1,0 +1,239 @@
+"""Apply a trained bundle: align genes, fill the gaps, return log-normalised values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from .layout import from_grid, to_grid
+from .normalization import lognorm, size_factors
+from .params import ImputeParams, ModelParams, parse
+from .smoothing import observed_kept, smoothed_chunks
+
+MIN_GENE_OVERLAP = 0.5
+IMPUTATION_SPACE = "log1p(counts / size_factor * 1e4)"
+METHOD = "scgapfill-unet"
+
+
+def imputation_record(params: ImputeParams, report: dict, space: str) -> dict:
+    """What ``uns["gapfill"]`` says about an imputed layer: how it was made and on which genes."""
+    n_model = int(report["n_model_genes"])
+    return {
+        "method": METHOD,
+        "space": space,
+        "fill_only_zeros": bool(params.fill_only_zeros),
+        "output_smoothing": float(params.output_smoothing),
+        "smoothing_neighbours": params.smoothing_neighbours,
+        "n_genes_modelled": n_model - int(report["n_missing"]),
+        "missing_share": int(report["n_missing"]) / n_model if n_model else 0.0,
+    }
+
+
+def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.csr_matrix, dict]:
+    """Reorder the columns of ``counts_csr`` to the model's genes.
+
+    Parameters
+    ----------
+    counts_csr
+        Cells x genes counts (sparse or dense).
+    gene_names
+        Names of its columns.
+    model_genes
+        The model's genes (``bundle.gene_names``).
+
+    Returns
+    -------
+    aligned : scipy.sparse.csr_matrix
+        Cells x model genes; a model gene absent from the data is an all-zero
+        column, i.e. unobserved, to be filled like any zero.
+    report : dict
+        ``n_model_genes``, ``n_present``, ``n_missing``, ``missing_genes`` (all of
+        them), ``n_extra`` and ``extra_genes`` (data genes the model ignores).
+
+    Raises
+    ------
+    ValueError
+        If gene names are duplicated or fewer than half of the model's genes are present.
+    """
+    gene_names = [str(g) for g in gene_names]
+    model_genes = [str(g) for g in model_genes]
+    if counts_csr.shape[1] != len(gene_names):
+        raise ValueError(f"counts have {counts_csr.shape[1]} columns but {len(gene_names)} gene names were given")
+    for what, names in (("data", gene_names), ("model", model_genes)):
+        seen, dupes = set(), []
+        for name in names:
+            if name in seen:
+                dupes.append(name)
+            seen.add(name)
+        if dupes:
+            raise ValueError(
+                f"{what} gene names are not unique ({len(dupes)} duplicates, e.g. {dupes[:5]}); "
+                "make them unique (AnnData.var_names_make_unique) before imputing"
+            )
+    column_of = {name: i for i, name in enumerate(gene_names)}
+    present = [(column_of[g], j) for j, g in enumerate(model_genes) if g in column_of]
+    missing = [g for g in model_genes if g not in column_of]
+    model_set = set(model_genes)
+    extra = [g for g in gene_names if g not in model_set]
+    if len(present) < MIN_GENE_OVERLAP * len(model_genes):
+        raise ValueError(
+            f"only {len(present)} of the model's {len(model_genes)} genes are in the data "
+            f"(need at least {MIN_GENE_OVERLAP:.0%}); missing e.g. {missing[:5]}. "
+            "Check that gene identifiers match (symbols vs Ensembl IDs) and the organism is the same"
+        )
+    source = np.array([s for s, _ in present], dtype=np.int64)
+    target = np.array([t for _, t in present], dtype=np.int64)
+    # A 0/1 selection matrix moves columns without densifying the data.
+    selector = sp.csr_matrix(
+        (np.ones(len(present)), (source, target)), shape=(len(gene_names), len(model_genes))
+    )
+    matrix = counts_csr if sp.issparse(counts_csr) else sp.csr_matrix(counts_csr)
+    aligned = sp.csr_matrix(matrix @ selector)
+    aligned.sort_indices()
+    report = {
+        "n_model_genes": len(model_genes),
+        "n_present": len(present),
+        "n_missing": len(missing),
+        "missing_genes": missing,
+        "n_extra": len(extra),
+        "extra_genes": extra,
+    }
+    return aligned, report
+
+
+@dataclass
+class _Inputs:
+    """What every chunk's prediction reads: the cells' values and the graphs built once over all cells."""
+
+    values: sp.csr_matrix  # log1p(counts / sf * 1e4) of every cell
+    space: str  # the context's averaging space
+    pca: Any = None  # the input's principal components (places the estimates when neighbours are found on them)
+    graph: Any = None  # the input's kNN graph
+    walk: Any = None  # the context's random walk on it
+    source: Any = None  # the values the context averages
+
+
+def _inputs(counts: sp.csr_matrix, model: ModelParams, params: ImputeParams, seed: int) -> _Inputs:
+    """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours."""
+    from .cellgraph import context_source, diffuse, knn_graph, pca_embedding
+
+    inputs = _Inputs(values=sp.csr_matrix(lognorm(counts, size_factors(counts)), dtype=np.float64),
+                     space=model.context_space)
+    smoothing = params.output_smoothing > 0
+    on_imputed = params.smoothing_neighbours == "imputed"
+    embedding = None
+    if model.context_channel or smoothing:
+        embedding, inputs.pca = pca_embedding(inputs.values, model.context_n_pcs, seed)
+    if model.context_channel or (smoothing and not on_imputed):
+        inputs.graph = knn_graph(embedding, model.context_k)
+    if model.context_channel:
+        inputs.source = context_source(inputs.values, model.context_space)  # once: each chunk's context averages every cell
+        inputs.walk = diffuse(inputs.graph, model.context_steps)
+    return inputs
+
+
+def _predict(net: Any, bundle: Any, scaler: Any, inputs: _Inputs, chunk: slice, batch_size: int, device: Any) -> np.ndarray:
+    """The network's estimate for the cells of ``chunk``, in log1p(counts per 1e4)."""
+    import torch
+
+    from .cellgraph import walk_mean
+    from .nn import network_input
+
+    layout = bundle.layout
+    scaled = scaler.transform(inputs.values[chunk])
+    context = None
+    if inputs.walk is not None:
+        context = scaler.transform(walk_mean(inputs.walk[chunk], inputs.source, inputs.space))
+    out = np.empty((scaled.shape[0], len(bundle.gene_names)), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, out.shape[0], batch_size):
+            rows = slice(start, min(start + batch_size, out.shape[0]))
+            grid = torch.from_numpy(to_grid(scaled[rows], layout)).to(device)
+            context_grid = None if context is None else torch.from_numpy(to_grid(context[rows], layout)).to(device)
+            pred = net(network_input(grid, None, context_grid)).float().cpu().numpy()
+            out[rows] = scaler.inverse(from_grid(pred, layout))
+    return out
+
+
+def imputed_chunks(
+    bundle: Any,
+    counts_csr: Any,
+    params: ImputeParams | dict | None = None,
+    device: Any = None,
+    chunk_size: int | None = None,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Impute ``chunk_size`` cells at a time; yields ``(rows, values)`` in cell order.
+
+    Same parameters and values as :func:`impute_counts`; only one chunk is ever dense in memory
+    (the neighbour graph spans every cell, so it is built once from the sparse matrix). With
+    ``impute.output_smoothing`` every cell's estimate is needed before its neighbours' are final:
+    they are written to temporary files first, one per chunk, and read back one at a time.
+    ``chunk_size=None`` is one chunk.
+    """
+    import torch
+
+    from .train.data import GeneScaler, as_counts_matrix
+
+    params = bundle.impute if params is None else parse("impute", params)
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"inference.chunk_size must be >= 1 cell, got {chunk_size}")
+    counts = as_counts_matrix(counts_csr, "impute_counts")
+    n_cells, n_genes = counts.shape[0], len(bundle.gene_names)
+    if counts.shape[1] != n_genes:
+        raise ValueError(
+            f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
+        )
+    model = bundle.model
+    inputs = _inputs(counts, model, params, bundle.train.seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    net = bundle.build_network().to(device)
+    scaler = GeneScaler.from_dict(bundle.scaler)
+    chunk_size = n_cells if chunk_size is None else chunk_size
+    chunks = [slice(s, min(s + chunk_size, n_cells)) for s in range(0, n_cells, chunk_size)]
+
+    def estimate(chunk: slice) -> np.ndarray:
+        return _predict(net, bundle, scaler, inputs, chunk, params.batch_size, device)
+
+    if params.output_smoothing:
+        finished = smoothed_chunks(estimate, inputs.values, inputs.pca, inputs.graph, chunks, params, model.context_k)
+    else:
+        finished = ((chunk, estimate(chunk)) for chunk in chunks)
+    for chunk, out in finished:
+        yield chunk, observed_kept(inputs.values[chunk], out) if params.fill_only_zeros else out
+
+
+def impute_counts(
+    bundle: Any,
+    counts_csr: Any,
+    params: ImputeParams | dict | None = None,
+    device: Any = None,
+) -> np.ndarray:
+    """Impute a counts matrix with a trained bundle.
+
+    Parameters
+    ----------
+    bundle
+        A :class:`scgapfill.model_io.GapFillBundle`.
+    counts_csr
+        Cells x genes raw counts, columns in ``bundle.gene_names`` order (see
+        :func:`align_genes`), scipy sparse or numpy.
+    params
+        :class:`~scgapfill.params.ImputeParams`: cells per forward pass, whether observed
+        nonzero values are kept (their log-normalised input) and only the zeros replaced, the
+        neighbours' average. ``None``: those saved with the bundle.
+    device
+        Torch device; ``None`` picks CUDA when available, else CPU.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n_cells, n_genes)`` in ``log1p(counts / sf * 1e4)`` space, with
+        ``sf`` the row sums of ``counts_csr``.
+    """
+    out = np.empty((counts_csr.shape[0], len(bundle.gene_names)), dtype=np.float32)
+    for rows, values in imputed_chunks(bundle, counts_csr, params, device):
+        out[rows] = values
+    return out

@@ -1,0 +1,202 @@
+"""``GapFill``: the layout, the scaler, the network and the imputation settings in one object."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import pandas as pd
+
+from ..imputation import IMPUTATION_SPACE, align_genes, impute_counts, imputation_record
+from ..layout import compute_layout
+from ..model_io import GapFillBundle
+from ..normalization import lognorm, size_factors
+from ..params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
+from ._anndata import counts_of, on_data_genes
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "gapfill_model.pt"
+
+
+def compute_gene_layout(values: Any, genes: list[str], layout: LayoutParams | dict | None, depth: int) -> dict:
+    """The genes placed on a grid whose sides the U-Net can halve ``depth`` times.
+
+    ``values`` are the log-normalised counts the layout is learned from (the ``correlation``
+    strategy orders genes by their correlation across these cells).
+    """
+    params = parse("layout", layout)
+    return compute_layout(values, list(genes), strategy=params.strategy, divisor=2**depth, seed=params.seed)
+
+
+class GapFill:
+    """Fill dropout gaps in single-cell counts with a U-Net on a gene grid.
+
+    Parameters
+    ----------
+    model, train, layout, impute
+        :class:`~scgapfill.params.ModelParams`, ``TrainParams``, ``LayoutParams`` and
+        ``ImputeParams`` (or dicts validated into them); ``None`` takes the defaults.
+
+    Examples
+    --------
+    >>> model = GapFill(train={"max_epochs": 20}).fit(adata)        # doctest: +SKIP
+    >>> model.impute(adata)                  # adata.layers["imputed"] # doctest: +SKIP
+    >>> model.save("my_model"); GapFill.load("my_model").fit(other)  # fine-tuning  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: ModelParams | dict | None = None,
+        train: TrainParams | dict | None = None,
+        layout: LayoutParams | dict | None = None,
+        impute: ImputeParams | dict | None = None,
+    ) -> None:
+        self.model_params: ModelParams = parse("model", model)
+        self.train_params: TrainParams = parse("train", train)
+        self.layout_params: LayoutParams = parse("layout", layout)
+        self.impute_params: ImputeParams = parse("impute", impute)
+        self.bundle: GapFillBundle | None = None
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: GapFillBundle, train: TrainParams | dict | None = None, impute: ImputeParams | dict | None = None
+    ) -> "GapFill":
+        """A fitted model from a bundle; ``train``/``impute`` replace the settings saved with it."""
+        model = cls(
+            bundle.model, bundle.train if train is None else train, impute=bundle.impute if impute is None else impute
+        )
+        if "strategy" in bundle.layout:  # layouts made by hand may not say; a refit then lays out by default
+            model.layout_params = parse("layout", {"strategy": bundle.layout["strategy"]})
+        model.bundle = bundle
+        return model
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.bundle is not None
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch of the last :meth:`fit`: ``epoch``, ``train_loss``, ``val_loss``."""
+        return self._fitted().history
+
+    @property
+    def gene_names(self) -> list[str]:
+        return list(self._fitted().gene_names)
+
+    def _fitted(self) -> GapFillBundle:
+        if self.bundle is None:
+            raise RuntimeError("the model is not trained yet: call fit(adata) or GapFill.load(path) first")
+        return self.bundle
+
+    def fit(
+        self,
+        adata: ad.AnnData,
+        layer: str | None = "counts",
+        gene_layout: dict | None = None,
+        logger: Any = None,
+        callbacks: list | None = None,
+    ) -> "GapFill":
+        """Train on the raw counts of ``adata.layers[layer]`` (``X`` when ``layer`` is None).
+
+        A new model lays the genes out on the grid first (``gene_layout`` gives a layout computed
+        elsewhere, e.g. from other cells); a fitted or loaded model continues from its weights
+        with its layout and scaler, the data's genes aligned to its own by name (fine-tuning).
+        ``logger`` and ``callbacks`` go to Lightning. Returns ``self``.
+        """
+        from ..train.fit import fit_gapfill
+
+        counts, genes = counts_of(adata, layer)
+        if self.bundle is None:
+            if gene_layout is None:
+                gene_layout = compute_gene_layout(
+                    lognorm(counts, size_factors(counts)), genes, self.layout_params, self.model_params.depth
+                )
+            counts = _on_genes(counts, genes, gene_layout["genes"])
+            bundle = fit_gapfill(counts, gene_layout, self.model_params, self.train_params, logger, callbacks)
+        else:
+            if gene_layout is not None:
+                raise ValueError("a fitted model keeps its gene layout; fine-tune without gene_layout")
+            counts = _on_genes(counts, genes, self.bundle.gene_names)
+            bundle = fit_gapfill(counts, self.bundle.layout, self.model_params, self.train_params, logger,
+                                 callbacks, start_from=self.bundle)
+        if bundle is not None:  # None on the extra ranks of plain DDP
+            bundle.impute_params = self.impute_params.model_dump()
+            self.bundle = bundle
+        return self
+
+    def impute_matrix(self, adata: ad.AnnData, layer: str | None = "counts") -> tuple[Any, Any, dict]:
+        """The layer :meth:`impute` adds, which of the data's genes were modelled, and the gene report."""
+        bundle = self._fitted()
+        counts, genes = counts_of(adata, layer)
+        aligned, report = align_genes(counts, genes, bundle.gene_names)
+        out = impute_counts(bundle, aligned, self.impute_params)
+        values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params.fill_only_zeros)
+        return values, modelled, report
+
+    def impute(
+        self, adata: ad.AnnData, layer: str | None = "counts", key_added: str = "imputed", inplace: bool = True
+    ) -> ad.AnnData | None:
+        """Fill the gaps of ``adata``'s counts: ``layers[key_added]``, dense float32, on every gene of ``adata``.
+
+        Values are ``log1p(counts / size_factor * 1e4)`` with the size factor over all of ``adata``'s
+        genes. The model's genes are imputed (aligned by name; a model gene the data lacks is filled
+        as unobserved, then left out); the others carry their observed values.
+        ``var["gapfill_modelled"]`` tells which is which and ``uns["gapfill"]`` records how it was
+        made. Returns None when ``inplace``, else a copy of ``adata`` with those added.
+        """
+        values, modelled, report = self.impute_matrix(adata, layer)
+        target = adata if inplace else adata.copy()
+        target.layers[key_added] = values
+        target.var["gapfill_modelled"] = modelled
+        target.uns["gapfill"] = {**imputation_record(self.impute_params, report, IMPUTATION_SPACE),
+                                 "layer": key_added}
+        return None if inplace else target
+
+    def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
+        """The imputation of counts already on the model's genes (:func:`~scgapfill.imputation.align_genes`),
+        written ``chunk_size`` cells at a time when saved (:class:`~scgapfill.streaming.StreamedImputation`):
+        for data whose dense result does not fit in memory."""
+        from ..streaming import StreamedImputation
+
+        return StreamedImputation(self._fitted(), counts, obs, self.impute_params, chunk_size, report)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the weights and what they need (layout, scaler, settings) to ``path``.
+
+        ``path`` is a folder (the file ``gapfill_model.pt`` is written in it) or a ``.pt`` file.
+        The file holds tensors and plain data only: :meth:`load` never runs code from it.
+        """
+        path = Path(path)
+        return self._fitted().save(path if path.suffix == ".pt" else path / MODEL_FILE)
+
+    @classmethod
+    def load(
+        cls, source: str | Path, train: TrainParams | dict | None = None, impute: ImputeParams | dict | None = None
+    ) -> "GapFill":
+        """A model saved by :meth:`save` (folder or ``.pt`` file) or logged to MLflow (``models:/...``,
+        ``runs:/...``), read weights-only; ``train``/``impute`` replace the settings saved with it."""
+        from ..tracking import load_bundle
+
+        path = Path(source)
+        if str(source) and path.is_dir():
+            path = path / MODEL_FILE
+        bundle = GapFillBundle.load(path) if path.is_file() else load_bundle(str(source))
+        return cls.from_bundle(bundle, train, impute)
+
+    def __repr__(self) -> str:
+        state = f"{len(self.bundle.gene_names)} genes" if self.bundle is not None else "not trained"
+        return f"GapFill({state}, depth={self.model_params.depth}, base_channels={self.model_params.base_channels})"
+
+
+def _on_genes(counts: Any, genes: list[str], model_genes: list[str]) -> Any:
+    """``counts`` with the model's genes as columns, in its order (as given when they already are)."""
+    if list(genes) == [str(g) for g in model_genes]:
+        return counts
+    aligned, report = align_genes(counts, genes, model_genes)
+    if report["n_missing"]:
+        log.warning("%d of the model's %d genes are not in the data; they train as unobserved",
+                    report["n_missing"], report["n_model_genes"])
+    return aligned

@@ -1,0 +1,40 @@
+"""``scgapfill.impute(adata)``: train a model on the data and fill its gaps, in one call."""
+
+from __future__ import annotations
+
+import anndata as ad
+
+from ..params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
+from .gapfill import GapFill
+
+
+def impute(
+    adata: ad.AnnData,
+    layer: str | None = "counts",
+    key_added: str = "imputed",
+    inplace: bool = True,
+    model: ModelParams | dict | None = None,
+    train: TrainParams | dict | None = None,
+    layout: LayoutParams | dict | None = None,
+    impute: ImputeParams | dict | None = None,
+) -> ad.AnnData | None:
+    """Fit a :class:`GapFill` on ``adata``'s counts and add ``layers[key_added]`` (scanpy style).
+
+    Every cell trains the model and is then imputed; the defaults are those measured best
+    (docs/model.md), with the progress bar on unless ``train`` says otherwise. Keep the trained
+    model with ``GapFill(...).fit(adata)`` instead to reuse it on other data.
+
+    Examples
+    --------
+    >>> scgapfill.impute(adata, train={"max_epochs": 30})   # doctest: +SKIP
+    >>> adata.layers["imputed"]                             # doctest: +SKIP
+    """
+    train = parse("train", {"enable_progress_bar": True, **_as_dict(train)})
+    gapfill = GapFill(model=model, train=train, layout=layout, impute=impute).fit(adata, layer=layer)
+    return gapfill.impute(adata, layer=layer, key_added=key_added, inplace=inplace)
+
+
+def _as_dict(params: TrainParams | dict | None) -> dict:
+    if params is None:
+        return {}
+    return params.model_dump(exclude_unset=True) if isinstance(params, TrainParams) else dict(params)

@@ -1,0 +1,88 @@
+"""The output smoothing: each cell's estimated levels averaged with its neighbours' estimates.
+
+Every estimate must exist before any chunk's average is final, so they wait in a store (memory for one
+chunk, temporary files otherwise) and are read back one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from .params import ImputeParams
+
+
+def observed_kept(values: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
+    coo = values.tocoo()
+    out[coo.row, coo.col] = coo.data
+    return out
+
+
+def smoothed_chunks(
+    estimate: Callable[[slice], np.ndarray], values: sp.csr_matrix, pca: Any, graph: Any, chunks: list[slice],
+    params: ImputeParams, k: int,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Every cell's levels averaged with its neighbours' (``impute.output_smoothing`` on theirs).
+
+    All estimates exist before any chunk is final: they wait in a store, read back one chunk at a time.
+    ``values`` are the cells' log-normalised input, ``pca`` the input's principal components (they place
+    the estimates when the neighbours are found on them), ``graph`` the input's kNN graph otherwise.
+    """
+    from .cellgraph import knn_graph
+
+    weight = params.output_smoothing
+    on_imputed = params.smoothing_neighbours == "imputed"
+    with _LevelStore(len(chunks)) as store:
+        embedded = []
+        for i, chunk in enumerate(chunks):
+            own = estimate(chunk)
+            if on_imputed:
+                # The cell's own estimate, observed counts kept, in the input's principal components:
+                # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
+                embedded.append(pca.transform(observed_kept(values[chunk], own.copy())))
+            store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
+        graph = knn_graph(np.vstack(embedded), k) if on_imputed else graph
+        for i, chunk in enumerate(chunks):
+            own_levels = store.get(i)
+            block = graph[chunk]
+            neighbours = np.zeros(own_levels.shape, dtype=np.float64)
+            for j, source_chunk in enumerate(chunks):
+                part = block[:, source_chunk]
+                if part.nnz:
+                    neighbours += part @ (own_levels if j == i else store.get(j))
+            yield chunk, np.log1p((1 - weight) * own_levels + weight * neighbours).astype(np.float32)
+
+
+class _LevelStore:
+    """Each chunk's estimates until every chunk's exist: in memory for a single chunk, otherwise
+    in temporary files, one per chunk, so that only the chunks being combined are in memory (a
+    memory map of the whole would count every page it touches in the process's memory)."""
+
+    def __init__(self, n_chunks: int) -> None:
+        self._in_memory: dict[int, np.ndarray] | None = {} if n_chunks == 1 else None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> "_LevelStore":
+        if self._in_memory is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="scgapfill-impute-")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._workdir is not None:
+            self._workdir.cleanup()
+
+    def _path(self, i: int) -> str:
+        return os.path.join(self._workdir.name, f"levels_{i}.npy")
+
+    def put(self, i: int, levels: np.ndarray) -> None:
+        if self._in_memory is not None:
+            self._in_memory[i] = levels
+        else:
+            np.save(self._path(i), levels)
+
+    def get(self, i: int) -> np.ndarray:
+        return self._in_memory[i] if self._in_memory is not None else np.load(self._path(i))

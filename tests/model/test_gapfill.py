@@ -1,0 +1,137 @@
+"""``GapFill``: AnnData in, the imputed layer out; save/load; fine-tuning; the one-call ``scgapfill.impute``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+import scgapfill
+from scgapfill.imputation import impute_counts
+from scgapfill.model import GapFill
+from scgapfill.normalization import lognorm, size_factors
+from scgapfill.params import ImputeParams
+
+
+
+def gene_names(n_genes: int = 64) -> list[str]:
+    return [f"gene{i:03d}" for i in range(n_genes)]
+
+
+def _adata(counts: sp.csr_matrix, genes: list[str]) -> ad.AnnData:
+    obs = pd.DataFrame(index=[f"cell{i}" for i in range(counts.shape[0])])
+    return ad.AnnData(X=lognorm(counts, size_factors(counts)).astype(np.float32), obs=obs,
+                      var=pd.DataFrame(index=genes), layers={"counts": sp.csr_matrix(counts, dtype=np.float32)})
+
+
+@pytest.fixture(scope="module")
+def adata(counts) -> ad.AnnData:
+    return _adata(counts, gene_names())
+
+
+@pytest.fixture(scope="module")
+def fitted(adata, model_params, train_params) -> GapFill:
+    return GapFill(model=model_params, train=train_params).fit(adata)
+
+
+def test_fit_lays_out_the_genes_and_trains(fitted, adata, train_params):
+    assert fitted.is_fitted
+    assert sorted(fitted.bundle.layout["genes"]) == sorted(adata.var_names)
+    assert fitted.bundle.layout["strategy"] == "correlation"
+    assert fitted.history["epoch"].tolist() == list(range(train_params.max_epochs))
+    assert fitted.bundle.impute == fitted.impute_params  # saved with the weights
+
+
+def test_impute_adds_the_layer_and_its_record(fitted, adata, counts):
+    target = adata.copy()
+    assert fitted.impute(target) is None
+    # The model's genes are the data's: the layer is the imputation itself, value for value.
+    order = [fitted.gene_names.index(g) for g in adata.var_names]
+    aligned = counts[:, [list(adata.var_names).index(g) for g in fitted.gene_names]]
+    expected = impute_counts(fitted.bundle, aligned, fitted.impute_params)[:, order]
+    np.testing.assert_array_equal(target.layers["imputed"], expected)
+    assert target.layers["imputed"].dtype == np.float32
+    assert target.var["gapfill_modelled"].all()
+    record = target.uns["gapfill"]
+    assert record["method"] == "scgapfill-unet" and record["fill_only_zeros"] is True
+    assert record["output_smoothing"] == 0.5 and record["missing_share"] == 0.0
+    assert record["n_genes_modelled"] == counts.shape[1]
+
+
+def test_impute_not_in_place_leaves_the_input_alone(fitted, adata):
+    before = adata.copy()
+    out = fitted.impute(adata, key_added="filled", inplace=False)
+    assert "filled" in out.layers and "filled" not in adata.layers and "gapfill" not in adata.uns
+    assert (adata.layers["counts"] != before.layers["counts"]).nnz == 0
+
+
+def test_genes_aligned_by_name_extra_genes_carried_missing_reported(fitted, counts):
+    genes = gene_names()
+    rng = np.random.default_rng(5)
+    kept = list(rng.permutation(len(genes))[4:])  # four model genes missing, the rest shuffled
+    extra = sp.csr_matrix(rng.poisson(2.0, size=(counts.shape[0], 3)).astype(np.float64))
+    matrix = sp.hstack([counts[:, kept], extra]).tocsr()
+    data = _adata(matrix, [genes[i] for i in kept] + ["X1", "X2", "X3"])
+    fitted.impute(data)
+    layer = data.layers["imputed"]
+    assert layer.shape == data.shape
+    assert data.var["gapfill_modelled"].tolist() == [True] * len(kept) + [False] * 3
+    assert data.uns["gapfill"]["missing_share"] == pytest.approx(4 / len(genes))
+    # Every observed count is kept, on the all-genes scale of X; the extra genes are as observed.
+    observed = lognorm(matrix, size_factors(matrix)).astype(np.float32)
+    rows, cols = observed.nonzero()
+    np.testing.assert_array_equal(layer[rows, cols], np.asarray(observed[rows, cols]).ravel())
+    np.testing.assert_array_equal(layer[:, -3:], observed[:, -3:].toarray())
+    assert (layer[:, : len(kept)][matrix[:, : len(kept)].toarray() == 0] > 0).any()  # zeros filled
+
+
+def test_save_and_load_give_the_same_imputation(fitted, adata, tmp_path):
+    expected = fitted.impute(adata, inplace=False).layers["imputed"]
+    folder = fitted.save(tmp_path / "model")
+    assert folder.name == "gapfill_model.pt"
+    for source in (tmp_path / "model", folder):
+        loaded = GapFill.load(source)
+        assert loaded.model_params == fitted.model_params and loaded.impute_params == fitted.impute_params
+        np.testing.assert_array_equal(loaded.impute(adata, inplace=False).layers["imputed"], expected)
+    other = GapFill.load(folder, impute={"output_smoothing": 0.0})
+    assert not np.array_equal(other.impute(adata, inplace=False).layers["imputed"], expected)
+
+
+def test_empty_or_unknown_source_names_inference_uri():
+    with pytest.raises(ValueError, match="inference.uri is empty"):
+        GapFill.load("")
+
+
+def test_fit_on_a_fitted_model_continues_from_its_weights(fitted, adata, train_params, tmp_path):
+    fitted.save(tmp_path / "m")
+    # A learning rate too small to move them: the weights are where the first fit left them.
+    tuned = GapFill.load(tmp_path / "m", train={**train_params.model_dump(), "lr": 1e-12, "max_epochs": 1})
+    shuffled = adata[:, list(reversed(adata.var_names))].copy()  # genes matched by name, not position
+    tuned.fit(shuffled)
+    assert tuned.bundle.layout == fitted.bundle.layout and tuned.bundle.scaler == fitted.bundle.scaler
+    for key, value in fitted.bundle.state_dict.items():
+        torch.testing.assert_close(tuned.bundle.state_dict[key], value, atol=1e-6, rtol=0)
+    fresh = GapFill(model=fitted.model_params, train={**train_params.model_dump(), "lr": 1e-12, "max_epochs": 1})
+    fresh.fit(adata, gene_layout=fitted.bundle.layout)
+    assert any(not torch.allclose(fresh.bundle.state_dict[k], v) for k, v in fitted.bundle.state_dict.items())
+
+
+def test_one_call_impute_fills_in_place(adata, model_params, train_params):
+    data = adata.copy()
+    out = scgapfill.impute(data, model=model_params, train={**train_params.model_dump(), "max_epochs": 1},
+                           impute=ImputeParams(output_smoothing=0.0))
+    assert out is None and data.layers["imputed"].shape == data.shape
+    assert data.uns["gapfill"]["output_smoothing"] == 0.0
+
+
+def test_importing_the_package_does_not_import_torch():
+    code = "import sys, scgapfill; assert 'torch' not in sys.modules; print(scgapfill.GapFill.__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "GapFill"

@@ -1,0 +1,122 @@
+"""The modeling nodes on a tiny simulation: the layout, the masked copy scored as before, the deliverable."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from scgapfill.imputation import impute_counts
+from scgapfill.layout import validate_layout
+from scgapfill.params import ImputeParams, ParameterError
+from scgapfill.pipelines.data_processing import nodes as processing
+from scgapfill.pipelines.masking import nodes as masking
+from scgapfill.pipelines.modeling import nodes
+
+MODEL = {"depth": 2, "base_channels": 4, "context_k": 5, "context_n_pcs": 8}
+TRAIN = {"max_epochs": 2, "patience": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
+IMPUTE = {"batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def stages() -> dict:
+    import scgapfill
+
+    raw = scgapfill.simulate(n_cells=120, n_genes=80, n_groups=3, seed=1)
+    normalized = processing.normalize(processing.quality_control(raw, {"min_genes": 5, "min_cells": 3}), {})
+    processed = processing.select_genes(normalized, {"n_top_genes": 50})
+    mask = masking.make_heldout_mask(processed, {"fraction": 0.1, "seed": 0})
+    masked = masking.mask_counts(processed, mask, {})
+    mcv_train, _ = masking.split_molecules(masked, {"train_fraction": 0.9, "seed": 0}, {})
+    layout = nodes.compute_gene_layout(masked, {}, MODEL)
+    gapfill, summary = nodes.train_model(mcv_train, layout, MODEL, TRAIN, IMPUTE)
+    return {"normalized": normalized, "processed": processed, "masked": masked, "mcv_train": mcv_train,
+            "layout": layout, "gapfill": gapfill, "summary": summary}
+
+
+@pytest.mark.parametrize(("depth", "strategy"), [(1, "given"), (2, "correlation"), (4, "random")])
+def test_compute_gene_layout_follows_model_depth(stages, depth: int, strategy: str) -> None:
+    masked = stages["masked"]
+    lay = nodes.compute_gene_layout(masked, {"strategy": strategy, "seed": 0}, {"depth": depth})
+    validate_layout(lay)
+    assert lay["genes"] == list(masked.var_names)
+    assert lay["strategy"] == strategy
+    height, width = lay["shape"]
+    assert height % 2**depth == 0 and width % 2**depth == 0
+    assert height * width >= masked.n_vars
+
+
+def test_compute_gene_layout_validates_parameters(stages) -> None:
+    with pytest.raises(ParameterError, match=r"layout\.strategy"):
+        nodes.compute_gene_layout(stages["masked"], {"strategy": "tsne"}, {"depth": 2})
+    with pytest.raises(ParameterError, match=r"model\.depth"):
+        nodes.compute_gene_layout(stages["masked"], {"strategy": "given"}, {"depth": 0})
+
+
+def test_the_masked_copy_is_imputed_as_before(stages) -> None:
+    # What the scores are computed from, against a direct call of the imputation on the masked counts
+    # (what the node did before GapFill): the same numbers, bit for bit.
+    bundle, masked, mcv_train = stages["gapfill"].bundle, stages["masked"], stages["mcv_train"]
+    scored = nodes.impute_masked(stages["gapfill"], masked, IMPUTE)
+    direct = impute_counts(bundle, masked.layers["counts"], ImputeParams(**IMPUTE))
+    np.testing.assert_array_equal(scored.layers["imputed"], direct)
+    assert list(scored.var_names) == list(masked.var_names) and "imputed" not in masked.layers
+    denoised = nodes.denoise_mcv_train(stages["gapfill"], mcv_train, IMPUTE)
+    np.testing.assert_array_equal(denoised.X, impute_counts(bundle, mcv_train.layers["counts"], ImputeParams(**IMPUTE)))
+    assert stages["summary"]["epochs"] == TRAIN["max_epochs"]
+
+
+def test_impute_settings_act_at_imputation(stages) -> None:
+    masked = stages["masked"]
+    smoothed = nodes.impute_masked(stages["gapfill"], masked, IMPUTE).layers["imputed"]
+    alone = nodes.impute_masked(stages["gapfill"], masked, {**IMPUTE, "output_smoothing": 0.0})
+    assert alone.uns["gapfill"]["output_smoothing"] == 0.0
+    assert not np.array_equal(alone.layers["imputed"], smoothed)
+
+
+def _deliverable(stages, final: dict | None = None) -> ad.AnnData:
+    return nodes.impute_all(stages["gapfill"], stages["normalized"], IMPUTE, final or {}, TRAIN, {}, {})
+
+
+def test_the_deliverable_holds_every_qcd_cell_gene_and_count(stages) -> None:
+    normalized, processed = stages["normalized"], stages["processed"]
+    out = _deliverable(stages)
+    assert normalized.n_vars > processed.n_vars, "the test needs genes the model does not model"
+    assert list(out.obs_names) == list(normalized.obs_names)
+    assert list(out.var_names) == list(normalized.var_names)
+    assert (out.layers["counts"] != sp.csr_matrix(normalized.layers["counts"])).nnz == 0
+    np.testing.assert_array_equal(out.obs["size_factor"], normalized.obs["size_factor"])
+    np.testing.assert_allclose(out.X.toarray(), normalized.X.toarray(), rtol=1e-6, atol=1e-6)
+    assert out.var["gapfill_modelled"].tolist() == [g in set(processed.var_names) for g in normalized.var_names]
+
+    imputed = out.layers["imputed"]
+    assert imputed.dtype == np.float32 and imputed.shape == out.shape and np.isfinite(imputed).all()
+    rows, cols = out.layers["counts"].nonzero()
+    np.testing.assert_array_equal(imputed[rows, cols], np.asarray(out.X[rows, cols]).ravel())  # every observed count
+    zeros = out.layers["counts"].toarray() == 0
+    modelled = out.var["gapfill_modelled"].to_numpy()
+    assert (imputed[:, ~modelled][zeros[:, ~modelled]] == 0).all(), "genes not modelled are carried as observed"
+    assert (imputed[:, modelled][zeros[:, modelled]] > 0).mean() > 0.5, "the modelled genes' zeros are filled"
+    assert out.uns["gapfill"]["n_genes_modelled"] == processed.n_vars and out.uns["gapfill"]["refit"] is False
+
+
+def test_the_deliverable_rescales_the_model_to_the_cells_total(stages) -> None:
+    out = _deliverable(stages)
+    bundle, normalized = stages["gapfill"].bundle, stages["normalized"]
+    genes = list(bundle.gene_names)
+    counts = sp.csr_matrix(normalized[:, genes].layers["counts"])
+    own = impute_counts(bundle, counts, ImputeParams(**{**IMPUTE, "fill_only_zeros": False}))
+    ratio = np.asarray(counts.sum(axis=1)).ravel() / normalized.obs["size_factor"].to_numpy()
+    expected = np.log1p(np.expm1(own.astype(np.float64)) * ratio[:, None])
+    columns = [list(normalized.var_names).index(g) for g in genes]
+    zeros = counts.toarray() == 0
+    np.testing.assert_allclose(out.layers["imputed"][:, columns][zeros], expected[zeros], rtol=1e-5, atol=1e-6)
+
+
+def test_final_refit_trains_again_on_every_count(stages) -> None:
+    before = _deliverable(stages)
+    refit = _deliverable(stages, {"refit": True})
+    assert refit.uns["gapfill"]["refit"] is True
+    assert list(refit.var_names) == list(before.var_names)
+    assert not np.array_equal(refit.layers["imputed"], before.layers["imputed"])
