@@ -9,21 +9,26 @@ import numpy as np
 import scipy.sparse as sp
 
 from .layout import from_grid, to_grid
-from .normalization import lognorm, size_factors
+from .normalization import as_composition, lognorm, size_factors
 from .params import ImputeParams, ModelParams, parse
 from .smoothing import observed_kept, smoothed_chunks
 
 MIN_GENE_OVERLAP = 0.5
-IMPUTATION_SPACE = "log1p(counts / size_factor * 1e4)"
+SPACES = {
+    "composition": "log1p(1e4 * level / sum of the cell's levels): each cell sums to 1e4 after filling",
+    "observed_library": "log1p(counts / size_factor * 1e4), size_factor the cell's observed total: "
+                        "a filled cell sums to more than 1e4",
+}
 METHOD = "scgapfill-unet"
 
 
-def imputation_record(params: ImputeParams, report: dict, space: str) -> dict:
+def imputation_record(params: ImputeParams, report: dict) -> dict:
     """What ``uns["gapfill"]`` says about an imputed layer: how it was made and on which genes."""
     n_model = int(report["n_model_genes"])
     return {
         "method": METHOD,
-        "space": space,
+        "scale": params.scale,
+        "space": SPACES[params.scale],
         "fill_only_zeros": bool(params.fill_only_zeros),
         "output_smoothing": float(params.output_smoothing),
         "smoothing_neighbours": params.smoothing_neighbours,
@@ -202,7 +207,8 @@ def imputed_chunks(
     else:
         finished = ((chunk, estimate(chunk)) for chunk in chunks)
     for chunk, out in finished:
-        yield chunk, observed_kept(inputs.values[chunk], out) if params.fill_only_zeros else out
+        out = observed_kept(inputs.values[chunk], out) if params.fill_only_zeros else out
+        yield chunk, as_composition(out) if params.scale == "composition" else out
 
 
 def impute_counts(
@@ -230,8 +236,9 @@ def impute_counts(
     Returns
     -------
     numpy.ndarray
-        float32 ``(n_cells, n_genes)`` in ``log1p(counts / sf * 1e4)`` space, with
-        ``sf`` the row sums of ``counts_csr``.
+        float32 ``(n_cells, n_genes)``: ``log1p`` of each cell's levels, which sum to 1e4 per cell
+        (``impute.scale: composition``) or are per 1e4 of the cell's observed counts
+        (``observed_library``; the filled cell then sums to more).
     """
     out = np.empty((counts_csr.shape[0], len(bundle.gene_names)), dtype=np.float32)
     for rows, values in imputed_chunks(bundle, counts_csr, params, device):

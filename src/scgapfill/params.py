@@ -153,6 +153,10 @@ class ImputeParams(_Params):
     output_smoothing: float = Field(0.5, ge=0, le=1)
     # Neighbours for that average: those of the context ("input") or found again on the estimates ("imputed").
     smoothing_neighbours: Literal["input", "imputed"] = "imputed"
+    # "composition": after filling, each cell's levels are rescaled to sum to 1e4, so that filled
+    # cells stay comparable whatever their dropout; "observed_library": levels per 1e4 of the cell's
+    # observed counts, so a filled cell sums to more than 1e4 (up to 1.7x measured; docs/evaluation.md).
+    scale: Literal["composition", "observed_library"] = "composition"
 
 
 class FinalParams(_Params):

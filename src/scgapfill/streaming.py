@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .imputation import IMPUTATION_SPACE, align_genes, impute_counts, imputation_record, imputed_chunks
+from .imputation import align_genes, impute_counts, imputation_record, imputed_chunks
 from .io import is_integer_counts
-from .normalization import lognorm, size_factors
+from .normalization import counts_from_lognorm, lognorm, size_factors
 from .params import ImputeParams, parse
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,8 @@ class StreamedImputation:
             X=sp.csr_matrix(lognorm(self.counts, sf), dtype=np.float32), obs=obs, var=var,
             layers={"counts": self.counts},
         )
-        adata.uns["gapfill"] = {**imputation_record(self.params, self.report, IMPUTATION_SPACE),
+        adata.uns["gapfill"] = {**imputation_record(self.params, self.report), "layer": "imputed",
+                                "counts_layer": "imputed_counts",
                                 "chunk_size": int(self.chunk_size or self.shape[0])}
         return adata
 
@@ -127,20 +128,26 @@ class StreamedImputation:
         self._skeleton().write_h5ad(path, compression=compression, **kwargs)
         n_cells, n_genes = self.shape
         rows_per_chunk = max(1, min(self.chunk_size or n_cells, n_cells))
+        sf = size_factors(self.counts)
         with h5py.File(path, "a") as handle:
-            layer = handle["layers"].create_dataset(
-                "imputed", shape=(n_cells, n_genes), dtype="float32", compression=compression,
-                chunks=(min(rows_per_chunk, 1024), n_genes) if n_cells else None,
-            )
-            # The attributes anndata writes for a dense array, so read_h5ad sees an ordinary layer.
-            layer.attrs["encoding-type"] = "array"
-            layer.attrs["encoding-version"] = "0.2.0"
+            layers = {}
+            for name in ("imputed", "imputed_counts"):
+                layers[name] = handle["layers"].create_dataset(
+                    name, shape=(n_cells, n_genes), dtype="float32", compression=compression,
+                    chunks=(min(rows_per_chunk, 1024), n_genes) if n_cells else None,
+                )
+                # The attributes anndata writes for a dense array, so read_h5ad sees an ordinary layer.
+                layers[name].attrs["encoding-type"] = "array"
+                layers[name].attrs["encoding-version"] = "0.2.0"
             for rows, values in self._chunks():
-                layer[rows] = values
+                layers["imputed"][rows] = values
+                layers["imputed_counts"][rows] = counts_from_lognorm(values, sf[rows]).astype(np.float32)
                 log.info("imputed cells %d..%d of %d", rows.start, rows.stop - 1, n_cells)
 
     def to_memory(self) -> ad.AnnData:
         """The whole result as an AnnData, the dense layer built at once (small data, comparisons)."""
         adata = self._skeleton()
         adata.layers["imputed"] = impute_counts(self.bundle, self.counts, self.params)
+        adata.layers["imputed_counts"] = counts_from_lognorm(adata.layers["imputed"], adata.obs["size_factor"]
+                                                             .to_numpy()).astype(np.float32)
         return adata

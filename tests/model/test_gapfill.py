@@ -71,24 +71,46 @@ def test_impute_not_in_place_leaves_the_input_alone(fitted, adata):
     assert (adata.layers["counts"] != before.layers["counts"]).nnz == 0
 
 
-def test_genes_aligned_by_name_extra_genes_carried_missing_reported(fitted, counts):
+def _misaligned(counts):
+    """The model's genes with four missing and the rest shuffled, plus three genes it does not know."""
     genes = gene_names()
     rng = np.random.default_rng(5)
-    kept = list(rng.permutation(len(genes))[4:])  # four model genes missing, the rest shuffled
+    kept = list(rng.permutation(len(genes))[4:])
     extra = sp.csr_matrix(rng.poisson(2.0, size=(counts.shape[0], 3)).astype(np.float64))
     matrix = sp.hstack([counts[:, kept], extra]).tocsr()
-    data = _adata(matrix, [genes[i] for i in kept] + ["X1", "X2", "X3"])
-    fitted.impute(data)
+    return matrix, _adata(matrix, [genes[i] for i in kept] + ["X1", "X2", "X3"]), len(kept)
+
+
+def test_genes_aligned_by_name_extra_genes_carried_missing_reported(fitted, counts):
+    matrix, data, n_kept = _misaligned(counts)
+    GapFill.from_bundle(fitted.bundle, impute={"scale": "observed_library"}).impute(data)
     layer = data.layers["imputed"]
     assert layer.shape == data.shape
-    assert data.var["gapfill_modelled"].tolist() == [True] * len(kept) + [False] * 3
-    assert data.uns["gapfill"]["missing_share"] == pytest.approx(4 / len(genes))
+    assert data.var["gapfill_modelled"].tolist() == [True] * n_kept + [False] * 3
+    assert data.uns["gapfill"]["missing_share"] == pytest.approx(4 / len(gene_names()))
     # Every observed count is kept, on the all-genes scale of X; the extra genes are as observed.
     observed = lognorm(matrix, size_factors(matrix)).astype(np.float32)
     rows, cols = observed.nonzero()
     np.testing.assert_array_equal(layer[rows, cols], np.asarray(observed[rows, cols]).ravel())
     np.testing.assert_array_equal(layer[:, -3:], observed[:, -3:].toarray())
-    assert (layer[:, : len(kept)][matrix[:, : len(kept)].toarray() == 0] > 0).any()  # zeros filled
+    assert (layer[:, :n_kept][matrix[:, :n_kept].toarray() == 0] > 0).any()  # zeros filled
+
+
+def test_the_default_layer_is_a_composition_and_keeps_the_observed_shares(fitted, counts):
+    matrix, data, n_kept = _misaligned(counts)
+    fitted.impute(data)
+    assert data.uns["gapfill"]["scale"] == "composition"
+    levels = np.expm1(data.layers["imputed"].astype(np.float64))
+    np.testing.assert_allclose(levels.sum(axis=1), 1e4, rtol=1e-4)  # every cell, missing genes and all
+    # Observed counts keep their proportions to each other, unknown genes included: one factor per cell.
+    dense = matrix.toarray()
+    observed = dense > 0
+    factor = np.where(observed, levels / np.where(observed, dense, 1.0), np.nan)
+    per_cell = np.broadcast_to(np.nanmean(factor, axis=1, keepdims=True), factor.shape)
+    np.testing.assert_allclose(factor[observed], per_cell[observed], rtol=1e-4)
+    # The counts layer: the same profile at the cell's observed depth; the counts themselves untouched.
+    np.testing.assert_allclose(data.layers["imputed_counts"].sum(axis=1), dense.sum(axis=1), rtol=1e-4)
+    assert (data.layers["counts"] != matrix).nnz == 0
 
 
 def test_save_and_load_give_the_same_imputation(fitted, adata, tmp_path):

@@ -15,8 +15,9 @@ from scgapfill.params import ImputeParams
 from scgapfill.train.data import GeneScaler
 
 
-FILL_ALL = ImputeParams(fill_only_zeros=False)
-KEEP = ImputeParams(fill_only_zeros=True)
+# The estimates before the cell is rescaled to a composition: the formulas below are written on them.
+FILL_ALL = ImputeParams(fill_only_zeros=False, scale="observed_library")
+KEEP = ImputeParams(fill_only_zeros=True, scale="observed_library")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,15 @@ def test_fill_only_zeros_keeps_observed_nonzeros(untrained, counts):
     np.testing.assert_allclose(kept[nonzero], observed[nonzero], rtol=1e-6)
     np.testing.assert_array_equal(kept[~nonzero], full[~nonzero])
     assert not np.allclose(full[nonzero], observed[nonzero])
+
+
+def test_the_default_scale_rescales_each_filled_cell_to_a_composition(untrained, counts):
+    from scgapfill.normalization import as_composition
+
+    composed = impute_counts(untrained, counts, KEEP.model_copy(update={"scale": "composition"}))
+    np.testing.assert_array_equal(composed, as_composition(impute_counts(untrained, counts, KEEP)))
+    np.testing.assert_allclose(np.expm1(composed.astype(np.float64)).sum(axis=1), 1e4, rtol=1e-4)
+    assert ImputeParams().scale == "composition"
 
 
 def test_missing_genes_are_zero_input_and_get_filled(untrained, counts):

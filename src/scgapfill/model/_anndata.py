@@ -6,7 +6,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from ..normalization import lognorm, size_factors
+from ..normalization import as_composition, counts_from_lognorm, lognorm, size_factors
+from ..params import ImputeParams
 
 
 def counts_of(adata: ad.AnnData, layer: str | None) -> tuple[sp.csr_matrix, list[str]]:
@@ -20,19 +21,22 @@ def counts_of(adata: ad.AnnData, layer: str | None) -> tuple[sp.csr_matrix, list
 
 
 def on_data_genes(
-    out: np.ndarray, counts: sp.csr_matrix, genes: list[str], model_genes: list[str], fill_only_zeros: bool
+    out: np.ndarray, counts: sp.csr_matrix, genes: list[str], model_genes: list[str], params: ImputeParams
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The model's output (model genes, relative to their total) as a layer on the data's genes.
+    """The model's output as a layer on the data's genes, and which of them the model estimated.
 
-    Returns the dense float32 layer, ``log1p(counts / size_factor * 1e4)`` with the size factor over
-    all the data's genes, and which of the data's genes the model estimated. Genes the model does
-    not know carry their observed values. When the data has no such gene, both size factors are
-    the same and the output is only reordered, value for value.
+    When the data and the model have the same genes, ``out`` (from ``impute_counts`` with
+    ``params``) is only reordered. Otherwise ``out`` must be on the observed-library scale (levels
+    per 1e4 counts of the model's genes): genes the model does not know carry their observed values,
+    ``log1p(counts / size_factor * 1e4)`` with the size factor over all the data's genes, the model's
+    genes are put on that scale, and with ``impute.scale: composition`` the whole cell is then
+    rescaled to 1e4, so the filled mass shrinks every observed gene alike. With ``observed_library``
+    and ``fill_only_zeros`` every observed entry equals that log-normalisation exactly.
     """
     column_of = {g: j for j, g in enumerate(model_genes)}
     modelled = np.array([g in column_of for g in genes], dtype=bool)
     source = np.array([column_of[g] for g in genes if g in column_of], dtype=np.int64)
-    if modelled.all():
+    if same_genes(genes, model_genes):
         return np.ascontiguousarray(out[:, source], dtype=np.float32), modelled
     sf_all = size_factors(counts)
     sf_modelled = np.asarray(counts[:, modelled].sum(axis=1), dtype=np.float64).ravel()
@@ -41,8 +45,22 @@ def on_data_genes(
     # The model's levels are per 1e4 counts of the modelled genes: rescale to the cell's total count.
     ratio = (sf_modelled / sf_all)[:, None]
     layer[:, modelled] = np.log1p(np.expm1(out[:, source].astype(np.float64)) * ratio).astype(np.float32)
-    if fill_only_zeros:
+    if params.scale == "composition":
+        return as_composition(layer), modelled
+    if params.fill_only_zeros:
         coo = observed.tocoo()
         layer[coo.row, coo.col] = coo.data
     return layer, modelled
+
+
+def same_genes(genes: list[str], model_genes: list[str]) -> bool:
+    return len(genes) == len(model_genes) and set(genes) == set(model_genes)
+
+
+def at_observed_depth(values: np.ndarray, counts: sp.csr_matrix) -> np.ndarray:
+    """The imputed profile in counts at each cell's observed depth (the cell's total count):
+    ``expm1(values) * size_factor / 1e4``, float32. The depth a model estimates before dropout leans
+    on its dropout curve, which overstated mass on real UMI data (docs/model.md); the observed depth
+    is what the counts say."""
+    return counts_from_lognorm(values, size_factors(counts)).astype(np.float32)
 

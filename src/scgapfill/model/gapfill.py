@@ -9,12 +9,12 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 
-from ..imputation import IMPUTATION_SPACE, align_genes, impute_counts, imputation_record
+from ..imputation import align_genes, impute_counts, imputation_record
 from ..layout import compute_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
 from ..params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
-from ._anndata import counts_of, on_data_genes
+from ._anndata import at_observed_depth, counts_of, on_data_genes, same_genes
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,11 @@ class GapFill:
         bundle = self._fitted()
         counts, genes = counts_of(adata, layer)
         aligned, report = align_genes(counts, genes, bundle.gene_names)
-        out = impute_counts(bundle, aligned, self.impute_params)
-        values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params.fill_only_zeros)
+        params = self.impute_params
+        if not same_genes(genes, bundle.gene_names):  # rescaled with the other genes in on_data_genes
+            params = params.model_copy(update={"scale": "observed_library"})
+        out = impute_counts(bundle, aligned, params)
+        values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params)
         return values, modelled, report
 
     def impute(
@@ -141,18 +144,22 @@ class GapFill:
     ) -> ad.AnnData | None:
         """Fill the gaps of ``adata``'s counts: ``layers[key_added]``, dense float32, on every gene of ``adata``.
 
-        Values are ``log1p(counts / size_factor * 1e4)`` with the size factor over all of ``adata``'s
-        genes. The model's genes are imputed (aligned by name; a model gene the data lacks is filled
-        as unobserved, then left out); the others carry their observed values.
-        ``var["gapfill_modelled"]`` tells which is which and ``uns["gapfill"]`` records how it was
-        made. Returns None when ``inplace``, else a copy of ``adata`` with those added.
+        Values are ``log1p`` of expression levels: by default (``impute.scale: composition``) each
+        cell's levels sum to 1e4 after filling, like ``sc.pp.normalize_total`` + ``log1p``; with
+        ``observed_library`` they are per 1e4 of the cell's observed counts. The model's genes are
+        imputed (aligned by name; a model gene the data lacks is filled as unobserved, then left
+        out); the others carry their observed values. ``layers[key_added + "_counts"]`` is the same
+        profile in counts at the cell's observed depth. ``var["gapfill_modelled"]`` tells which
+        genes were modelled and ``uns["gapfill"]`` records how the layers were made. The counts
+        themselves are never changed. Returns None when ``inplace``, else a copy of ``adata``.
         """
         values, modelled, report = self.impute_matrix(adata, layer)
         target = adata if inplace else adata.copy()
         target.layers[key_added] = values
+        target.layers[f"{key_added}_counts"] = at_observed_depth(values, counts_of(adata, layer)[0])
         target.var["gapfill_modelled"] = modelled
-        target.uns["gapfill"] = {**imputation_record(self.impute_params, report, IMPUTATION_SPACE),
-                                 "layer": key_added}
+        target.uns["gapfill"] = {**imputation_record(self.impute_params, report), "layer": key_added,
+                                 "counts_layer": f"{key_added}_counts"}
         return None if inplace else target
 
     def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:

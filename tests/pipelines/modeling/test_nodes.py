@@ -75,8 +75,8 @@ def test_impute_settings_act_at_imputation(stages) -> None:
     assert not np.array_equal(alone.layers["imputed"], smoothed)
 
 
-def _deliverable(stages, final: dict | None = None) -> ad.AnnData:
-    return nodes.impute_all(stages["gapfill"], stages["normalized"], IMPUTE, final or {}, TRAIN, {}, {})
+def _deliverable(stages, final: dict | None = None, **impute) -> ad.AnnData:
+    return nodes.impute_all(stages["gapfill"], stages["normalized"], {**IMPUTE, **impute}, final or {}, TRAIN, {}, {})
 
 
 def test_the_deliverable_holds_every_qcd_cell_gene_and_count(stages) -> None:
@@ -92,8 +92,17 @@ def test_the_deliverable_holds_every_qcd_cell_gene_and_count(stages) -> None:
 
     imputed = out.layers["imputed"]
     assert imputed.dtype == np.float32 and imputed.shape == out.shape and np.isfinite(imputed).all()
+    # A composition: each cell sums to 1e4, and its observed counts keep their proportions (one factor
+    # per cell, the mass the filling added taken from every observed gene alike).
+    levels = np.expm1(imputed.astype(np.float64))
+    np.testing.assert_allclose(levels.sum(axis=1), 1e4, rtol=1e-4)
     rows, cols = out.layers["counts"].nonzero()
-    np.testing.assert_array_equal(imputed[rows, cols], np.asarray(out.X[rows, cols]).ravel())  # every observed count
+    factor = levels[rows, cols] / np.asarray(out.layers["counts"][rows, cols]).ravel()
+    np.testing.assert_allclose(factor, factor[np.searchsorted(rows, rows)], rtol=1e-4)  # rows sorted: each cell's first
+    np.testing.assert_allclose(out.layers["imputed_counts"].sum(axis=1), out.obs["size_factor"], rtol=1e-4)
+    # On the observed library's scale every observed entry is X itself.
+    kept = _deliverable(stages, scale="observed_library").layers["imputed"]
+    np.testing.assert_array_equal(kept[rows, cols], np.asarray(out.X[rows, cols]).ravel())  # every observed count
     zeros = out.layers["counts"].toarray() == 0
     modelled = out.var["gapfill_modelled"].to_numpy()
     assert (imputed[:, ~modelled][zeros[:, ~modelled]] == 0).all(), "genes not modelled are carried as observed"
@@ -102,11 +111,11 @@ def test_the_deliverable_holds_every_qcd_cell_gene_and_count(stages) -> None:
 
 
 def test_the_deliverable_rescales_the_model_to_the_cells_total(stages) -> None:
-    out = _deliverable(stages)
+    out = _deliverable(stages, scale="observed_library")
     bundle, normalized = stages["gapfill"].bundle, stages["normalized"]
     genes = list(bundle.gene_names)
     counts = sp.csr_matrix(normalized[:, genes].layers["counts"])
-    own = impute_counts(bundle, counts, ImputeParams(**{**IMPUTE, "fill_only_zeros": False}))
+    own = impute_counts(bundle, counts, ImputeParams(**{**IMPUTE, "fill_only_zeros": False, "scale": "observed_library"}))
     ratio = np.asarray(counts.sum(axis=1)).ravel() / normalized.obs["size_factor"].to_numpy()
     expected = np.log1p(np.expm1(own.astype(np.float64)) * ratio[:, None])
     columns = [list(normalized.var_names).index(g) for g in genes]
