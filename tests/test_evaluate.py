@@ -84,3 +84,12 @@ def test_plots_off_still_draws_the_heldout_scatter_the_catalog_logs(setup):
     assert set(make_figures(data, imputed, None, EvaluationParams(plots=False))) == {"heldout_scatter.png"}
     assert set(make_figures(data, imputed, None, EvaluationParams(plots=True))) == {
         "heldout_scatter.png", "umap_before_after.png"}
+
+
+def test_metrics_json_holds_null_not_nan():
+    import json
+
+    from scgapfill.pipelines.evaluation.nodes import _strict_json
+
+    text = json.dumps(_strict_json({"heldout_pearson": float("nan"), "heldout_rmse": 1.5}), allow_nan=False)
+    assert json.loads(text) == {"heldout_pearson": None, "heldout_rmse": 1.5}

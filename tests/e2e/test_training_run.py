@@ -36,9 +36,13 @@ def test_outputs_are_written(trained_project):
     assert imputed.shape == normalized.shape == (693, 765)
     assert list(imputed.var_names) == list(normalized.var_names) and imputed.var["gapfill_modelled"].all()
     assert (imputed.layers["counts"] != normalized.layers["counts"]).nnz == 0
-    rows, cols = imputed.layers["counts"].nonzero()
-    np.testing.assert_array_equal(imputed.layers["imputed"][rows, cols], np.asarray(imputed.X[rows, cols]).ravel())
-    report = json.loads((data / "08_reporting" / "metrics.json").read_text())
+    # A composition (impute.scale's default): every cell sums to 1e4; in counts, to its observed depth.
+    np.testing.assert_allclose(np.expm1(imputed.layers["imputed"].astype(np.float64)).sum(axis=1), 1e4, rtol=1e-4)
+    np.testing.assert_allclose(imputed.layers["imputed_counts"].sum(axis=1), imputed.obs["size_factor"], rtol=1e-4)
+    assert imputed.uns["gapfill"]["scale"] == "composition"
+    text = (data / "08_reporting" / "metrics.json").read_text()
+    assert "NaN" not in text  # strict JSON: an undefined score is null
+    report = json.loads(text)
     for key in ("heldout_rmse", "heldout_pearson", "mcv_mse", "mcv_poisson", "ari_before", "ari_after"):
         assert np.isfinite(report["metrics"][key]), key
     assert set(report["baselines"]) == {"none", "gene_mean", "knn"}

@@ -83,8 +83,8 @@ def score_methods(
             )
     report = {
         "method": MODEL_NAME,
-        "metrics": model_scores.metrics,
-        "baselines": {name: r.metrics for name, r in per_method.items() if name != MODEL_NAME},
+        "metrics": _strict_json(model_scores.metrics),
+        "baselines": {name: _strict_json(r.metrics) for name, r in per_method.items() if name != MODEL_NAME},
         "n_cells": int(data.masked_counts.shape[0]),
         "n_genes": int(data.masked_counts.shape[1]),
         "n_heldout": int(data.rows.size),
@@ -92,6 +92,12 @@ def score_methods(
     figures = make_figures(data, model_out["imputed"], model_scores.clusters_after, params)
     log.info("\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return table, mlflow_metrics, report, model_scores.per_cell, figures
+
+
+def _strict_json(metrics: dict[str, float]) -> dict[str, float | None]:
+    """An undefined score (NaN: e.g. Pearson of a constant prediction) as null: strict JSON parsers
+    refuse a bare NaN in metrics.json."""
+    return {key: (float(v) if np.isfinite(v) else None) for key, v in metrics.items()}
 
 
 def make_figures(data: EvaluationData, imputed: np.ndarray, clusters_after, params) -> dict[str, Figure]:
