@@ -1,0 +1,29 @@
+"""Scores of an imputation, all in the evaluation space ``log1p(counts / sf * 1e4)``.
+
+* held-out entries: RMSE and Pearson against the hidden true values;
+* molecular cross-validation (Batson et al. 2019), as in OpenProblems' denoising task;
+* clustering before / after imputation against known labels (ARI);
+* simulated data: distance to the true counts and true means, and the rate of
+  gene-gene correlations that imputation invents.
+"""
+
+from __future__ import annotations
+
+from ._common import pearson, rmse
+from .clustering import cluster_labels, clustering_scores
+from .heldout import MIN_HELDOUT_PER_GENE, heldout_scores
+from .mcv import mcv_scores
+from .truth import FALSE_CORR_MIN_ABS_R, INDEPENDENT_MAX_ABS_R, truth_scores
+
+__all__ = [
+    "heldout_scores",
+    "mcv_scores",
+    "cluster_labels",
+    "clustering_scores",
+    "truth_scores",
+    "rmse",
+    "pearson",
+    "MIN_HELDOUT_PER_GENE",
+    "INDEPENDENT_MAX_ABS_R",
+    "FALSE_CORR_MIN_ABS_R",
+]
