@@ -24,6 +24,8 @@ _MOVED_TO_IMPUTE = {"output_smoothing": 0.0, "smoothing_neighbours": "input"}
 # Options added to the network after the first bundles: the value those bundles were trained with.
 _ADDED_TO_MODEL = {"context_space": "log", "context_steps": 1}
 _DROPPED_FROM_MODEL = ("uri",)  # inference only; now inference.uri
+# Imputation options added after the first bundles: the value those bundles imputed with.
+_ADDED_TO_IMPUTE = {"scale": "observed_library"}
 _HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
 
 
@@ -185,6 +187,8 @@ def upgrade_params(model_params: dict, impute_params: dict | None) -> tuple[dict
             impute[key] = value
     for key, before_option in _ADDED_TO_MODEL.items():
         model.setdefault(key, before_option)
+    for key, before_option in _ADDED_TO_IMPUTE.items():
+        impute.setdefault(key, before_option)
     for key in _DROPPED_FROM_MODEL:
         model.pop(key, None)
     return model, impute
