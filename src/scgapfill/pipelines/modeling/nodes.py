@@ -89,7 +89,7 @@ def _with_settings(gapfill_model, impute: dict):
 
 
 def impute_masked(gapfill_model, masked: ad.AnnData, impute: dict) -> ad.AnnData:
-    """The masked copy imputed, for scoring: layer ``imputed`` in log1p(counts / size_factor * 1e4)."""
+    """The masked copy imputed, for scoring: layer ``imputed`` as in the deliverable (``impute.scale``)."""
     _check_genes(masked, gapfill_model.bundle.layout)
     return _with_settings(gapfill_model, impute).impute(masked, layer="counts", inplace=False)
 
