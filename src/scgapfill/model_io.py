@@ -8,13 +8,14 @@ so loading a model file never runs code from it.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+
+from .atomic import atomic_path
 
 FORMAT = "scgapfill.GapFillBundle"
 FORMAT_VERSION = 1
@@ -150,16 +151,8 @@ class GapFillBundle:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the bundle to ``path`` atomically (temporary file, then ``os.replace``)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(self.to_dict(), stream)
-            os.replace(tmp_name, path)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
+        with atomic_path(path, ".pt") as tmp:
+            torch.save(self.to_dict(), tmp)
         return path
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 import pytest
@@ -60,6 +61,9 @@ def test_same_seed_gives_identical_weights_and_imputation(bundle, masked, layout
 def test_save_load_round_trip_gives_identical_imputation(bundle, masked, tmp_path):
     path = bundle.save(tmp_path / "model" / "unet.pt")
     assert [p.name for p in path.parent.iterdir()] == ["unet.pt"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() writes it, not mkstemp's 0600
     torch.load(path, weights_only=True)  # loadable without unpickling code
     loaded = GapFillBundle.load(path)
     assert_same_weights(bundle, loaded)

@@ -7,7 +7,7 @@ from typing import Any
 import anndata as ad
 from kedro.io.core import DatasetError, Version
 
-from ._atomic import atomic_path
+from ..atomic import atomic_path
 from ._local_file import LocalFileDataset
 
 

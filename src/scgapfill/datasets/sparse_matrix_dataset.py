@@ -5,7 +5,7 @@ from __future__ import annotations
 import scipy.sparse as sp
 from kedro.io.core import DatasetError
 
-from ._atomic import atomic_path
+from ..atomic import atomic_path
 from ._local_file import LocalFileDataset
 
 
