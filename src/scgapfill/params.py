@@ -142,6 +142,10 @@ class TrainParams(_Params):
     precision: Optional[str] = None
     num_workers: int = Field(0, ge=0)
     enable_progress_bar: bool = True
+    # Folder for the checkpoints a killed run resumes from ("": a temporary folder, no resuming).
+    checkpoint_dir: str = ""
+    # "auto": continue from the last epoch of a killed run with the same data and parameters.
+    resume: Literal["auto", "never"] = "auto"
     loss: LossParams = LossParams()
     training_mask: TrainingMaskParams = TrainingMaskParams()
 

@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from scgapfill.hooks import ParameterValidationHook
+from scgapfill.hooks import ParameterValidationHook, RunRecordHook
 
-HOOKS = (ParameterValidationHook(),)
+HOOKS = (ParameterValidationHook(), RunRecordHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

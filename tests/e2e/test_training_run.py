@@ -53,6 +53,12 @@ def test_outputs_are_written(trained_project):
     for plot in ("heldout_scatter.png", "umap_before_after.png"):
         assert (data / "08_reporting" / "plots" / plot).stat().st_size > 10_000
     assert list((data / "06_models" / "gapfill_model.pt").iterdir()), "versioned model missing"
+    # One run's outputs, recognisable as such; nothing left to resume or clean.
+    record = json.loads((data / "08_reporting" / "run_record.json").read_text())
+    assert record["status"] == "finished" and record["error"] == "" and record["pipelines"] == ["training"]
+    assert {"imputed", "imputed_masked", "metrics_report", "gapfill_model"} <= set(record["outputs_written"])
+    assert imputed.uns["scgapfill_run"] == {k: record[k] for k in ("session_id", "mlflow_run_id")}
+    assert not list((data / "06_models" / "checkpoints").glob("*/*"))
 
 
 def test_one_mlflow_run_with_params_curves_metrics_and_artifacts(trained_project, tracking):
@@ -61,6 +67,7 @@ def test_one_mlflow_run_with_params_curves_metrics_and_artifacts(trained_project
     runs = tracking.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'training'")
     assert len(runs) == 1, "one kedro run must give exactly one MLflow run"
     run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["scgapfill.pid"].isdigit()
     assert run.data.params["train.lr"] == "0.001" and run.data.params["model.depth"] == "2"
     history = tracking.get_metric_history(run.info.run_id, "train_loss")
     summary = json.loads((trained_project / "data" / "08_reporting" / "training_summary.json").read_text())

@@ -25,6 +25,12 @@ class EpochHistory(Callback):
         self.rows: list[dict] = []
         self._start = 0.0
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run continues the history its killed predecessor wrote, up to the restored epoch.
+        if trainer.current_epoch > 0 and os.path.exists(self.path):
+            with open(self.path) as stream:
+                self.rows = [row for row in json.load(stream) if row["epoch"] < trainer.current_epoch]
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from ..params import ModelParams, TrainParams, parse
 from ..cellgraph import neighbour_context
 from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix
 from .module import GapFillModule
+from .resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
 from .trainer import HISTORY_FILE, build_trainer, resolve_precision, uses_cuda
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ def training_data(
 
 
 def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params: TrainParams, precision: str,
-           logger: Any, callbacks: list[Callback] | None) -> tuple[dict, list[dict], float] | None:
+           logger: Any, callbacks: list[Callback] | None, fingerprint: str,
+           resumable: bool) -> tuple[dict, list[dict], float] | None:
     """Run Lightning; the best checkpoint, the per-epoch rows and the wall time (``None`` off rank 0)."""
     train_loader, val_loader = _loaders(data.scaled, data.context, layout, data.train_cells, data.val_cells,
                                         train_params, data.cell_sizes)
@@ -142,17 +144,24 @@ def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
-    with tempfile.TemporaryDirectory(prefix="scgapfill-fit-") as workdir:
+    with checkpoint_folder(train_params, fingerprint, resumable) as (workdir, resume_from):
         # WeightAveraging puts the averaged weights into a checkpoint through its on_save_checkpoint
         # hook, which Lightning skips for weights-only checkpoints.
         checkpoint = ModelCheckpoint(
             dirpath=workdir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
             save_weights_only=not train_params.ema_decay,
         )
-        trainer = build_trainer(train_params, workdir, precision, len(train_loader), checkpoint, logger, callbacks)
+        # The whole state of the latest epoch (optimiser, early stopping), for resuming after a kill.
+        latest = ModelCheckpoint(dirpath=workdir, filename=LAST_CHECKPOINT[: -len(".ckpt")], save_top_k=1,
+                                 enable_version_counter=False)
+        trainer = build_trainer(train_params, workdir, precision, len(train_loader), checkpoint, logger,
+                                [latest, *(callbacks or [])])
         start = time.perf_counter()
         try:
-            trainer.fit(module, train_loader, val_loader)
+            with warnings.catch_warnings():
+                # Resuming reuses a folder that holds checkpoints on purpose.
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+                trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
         finally:
             # Lightning switches deterministic algorithms on globally; give the process back as it was.
             torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
@@ -267,7 +276,9 @@ def fit_gapfill(
     if start_from is not None:
         module.net.load_state_dict(start_from.state_dict)
     precision = resolve_precision(train_params)
-    result = _train(module, data, layout, train_params, precision, logger, callbacks)
+    # A fine-tuning run starts from weights the fingerprint does not see: it never resumes.
+    result = _train(module, data, layout, train_params, precision, logger, callbacks,
+                    run_fingerprint(counts, layout, model_params, train_params), resumable=start_from is None)
     if result is None:
         return None
     return _bundle(*result, data, layout, model_params, train_params, precision)

@@ -1,0 +1,76 @@
+"""Where a training run keeps its checkpoints, and whether it picks up a killed run's last epoch.
+
+With ``train.checkpoint_dir`` set, a run writes ``last.ckpt`` (weights, optimiser, early stopping,
+epoch) into a folder named after everything that determines the run: the counts, the layout and
+the parameters that change the result. Started again after a kill with the same inputs and
+``train.resume: auto``, it continues from that epoch instead of from scratch. The folder is removed
+once training has finished, since the trained bundle is then the product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..params import ModelParams, TrainParams
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.ckpt"
+# Temporary training folders carry the pid, so a later start can tell a dead run's from a live one's.
+TEMP_PREFIX = "scgapfill-fit-"
+# Settings that change where or how fast a run goes, not what it computes.
+_NOT_IDENTITY = {"resume", "checkpoint_dir", "enable_progress_bar", "num_workers", "num_threads"}
+
+
+def run_fingerprint(counts: sp.csr_matrix, layout: dict, model_params: ModelParams, train_params: TrainParams) -> str:
+    """A short hash of the counts, the layout and the result-changing parameters."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(repr(counts.shape).encode())
+    for array in (counts.indptr, counts.indices, counts.data):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    identity = {
+        "layout": layout,
+        "model": model_params.model_dump(),
+        "train": {k: v for k, v in train_params.model_dump().items() if k not in _NOT_IDENTITY},
+    }
+    digest.update(json.dumps(identity, sort_keys=True, default=_jsonable).encode())
+    return digest.hexdigest()
+
+
+def _jsonable(value: object) -> object:
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+@contextmanager
+def checkpoint_folder(train_params: TrainParams, fingerprint: str, resumable: bool = True) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(folder, checkpoint to resume from or None)``; the folder goes once the block succeeds.
+
+    Without ``train.checkpoint_dir`` the folder is temporary and nothing can be resumed.
+    """
+    if not train_params.checkpoint_dir or not resumable:
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as workdir:
+            yield workdir, None
+        return
+    folder = Path(train_params.checkpoint_dir) / fingerprint
+    last = folder / LAST_CHECKPOINT
+    resume_from = None
+    if last.is_file() and train_params.resume == "auto":
+        resume_from = str(last)
+        log.info("Resuming training from %s (a run with the same data and parameters stopped there; "
+                 "train.resume=never starts again from scratch)", last)
+    elif folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    yield str(folder), resume_from
+    shutil.rmtree(folder, ignore_errors=True)
