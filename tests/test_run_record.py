@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -86,3 +87,26 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(tracking):
     assert mark_stale_runs_killed(experiment, current_run_id=None) == [runs["dead"]]
     status = {name: tracking.get_run(run_id).info.status for name, run_id in runs.items()}
     assert status == {"dead": "KILLED", "alive": "RUNNING", "other_host": "RUNNING", "untagged": "RUNNING"}
+
+
+def test_two_processes_log_to_one_sqlite_store_at_once(tmp_path):
+    script = (
+        "import sys, mlflow\n"
+        f"mlflow.set_tracking_uri('sqlite:///{tmp_path / 'shared.db'}')\n"
+        "mlflow.set_experiment('scgapfill')\n"
+        "with mlflow.start_run(run_name=sys.argv[1]):\n"
+        "    for step in range(40):\n"
+        "        mlflow.log_metric('loss', 1.0 / (step + 1), step=step)\n"
+    )
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'shared.db'}")  # creates the tables before the race
+    mlflow.MlflowClient().search_experiments()
+    procs = [subprocess.Popen([sys.executable, "-c", script, name], env=env, stderr=subprocess.PIPE, text=True)
+             for name in ("first", "second")]
+    errors = [proc.communicate(timeout=300)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("scgapfill").experiment_id])
+    mlflow.set_tracking_uri(None)
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [("first", "FINISHED"), ("second", "FINISHED")]
+    assert all(len(client.get_metric_history(r.info.run_id, "loss")) == 40 for r in runs)
