@@ -187,11 +187,7 @@ class GapFill:
         ``runs:/...``), read weights-only; ``train``/``impute`` replace the settings saved with it."""
         from ..tracking import load_bundle
 
-        path = Path(source)
-        if str(source) and path.is_dir():
-            path = path / MODEL_FILE
-        bundle = GapFillBundle.load(path) if path.is_file() else load_bundle(str(source))
-        return cls.from_bundle(bundle, train, impute)
+        return cls.from_bundle(load_bundle(str(source)), train, impute)
 
     def __repr__(self) -> str:
         state = f"{len(self.bundle.gene_names)} genes" if self.bundle is not None else "not trained"
