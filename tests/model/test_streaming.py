@@ -112,7 +112,7 @@ def test_streamed_result_written_through_the_catalog_dataset(bundle, new_file, t
     assert list(out.var_names) == list(bundle.gene_names) and list(out.obs_names) == list(aligned["obs"].index)
     np.testing.assert_allclose(out.obs["size_factor"], np.asarray(aligned["counts"].sum(axis=1)).ravel())
     assert out.uns["gapfill"]["chunk_size"] == 32
-    assert out.uns["gapfill"]["missing_share"] == pytest.approx(10 / len(bundle.gene_names))
+    assert out.uns["gapfill"]["missing_gene_share"] == pytest.approx(10 / len(bundle.gene_names))
     np.testing.assert_array_equal(result.to_memory().layers["imputed"], expected)
 
 
