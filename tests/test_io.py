@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -262,3 +263,84 @@ def test_reading_does_not_modify_the_file(tmp_path: Path, counts_adata: ad.AnnDa
     adata = io.load_input({"path": str(path)})
     adata.X.data[:] = 0  # the returned object is independent of the file
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+# --- files that cannot be read: one line naming input.path, the cause and the fix ----------------
+
+
+def _one_line_error(path: Path) -> str:
+    """The ValueError that loading ``path`` raises: one line naming input.path; the file left as it was."""
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(ValueError) as info:
+        io.load_input({"path": str(path)})
+    message = str(info.value)
+    assert "\n" not in message and f"input.path={str(path)!r}" in message
+    if before is not None:
+        assert path.read_bytes() == before, "the input file must only be read"
+    if "could not be read" in message:
+        assert info.value.__cause__ is not None, "the reader's own error stays chained"
+    return message
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "cause"),
+    [
+        ("truncated", r"the file is truncated or not HDF5: OSError: .*truncated file"),
+        ("text", r"the file is truncated or not HDF5: OSError: .*file signature not found"),
+        ("empty", r"the file is empty, 0 bytes"),
+        ("not_anndata", r"an HDF5 file, but not laid out as \.h5ad"),
+    ],
+)
+def test_an_unreadable_h5ad_names_input_path_the_cause_and_the_fix(
+    tmp_path: Path, counts_adata: ad.AnnData, damage: str, cause: str
+) -> None:
+    path = tmp_path / "counts.h5ad"
+    if damage == "truncated":
+        counts_adata.write_h5ad(path)
+        _truncated(path)
+    elif damage == "text":
+        path.write_text("cell,GENE0\nAAAC0000-1,3\n")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # a 10x .h5 renamed .h5ad: HDF5, other layout
+        write_10x_h5(counts_adata, path)
+    message = _one_line_error(path)
+    fix = r"re-export it with adata\.write_h5ad\(path\)"
+    assert re.search(rf"could not be read as \.h5ad \({cause}.*\); {fix}$", message)
+
+
+def test_an_unreadable_10x_file_or_folder_names_input_path_and_the_fix(
+    tmp_path: Path, counts_adata: ad.AnnData
+) -> None:
+    h5 = write_10x_h5(counts_adata, tmp_path / "filtered_feature_bc_matrix.h5")
+    _truncated(h5)
+    message = _one_line_error(h5)
+    assert "could not be read as a 10x .h5 (the file is truncated or not HDF5" in message
+    assert message.endswith("copy CellRanger's filtered_feature_bc_matrix.h5 again")
+
+    folder = write_10x_mtx(counts_adata, tmp_path / "filtered_feature_bc_matrix")
+    _truncated(folder / "matrix.mtx.gz")
+    message = _one_line_error(folder)
+    assert "could not be read as a 10x matrix folder (a file in it is truncated or malformed" in message
+
+
+def test_a_folder_that_is_not_a_10x_folder_names_what_it_lacks(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "counts.csv").write_text("a,b\n1,2\n")
+    message = _one_line_error(folder)
+    assert "folder without matrix.mtx[.gz]" in message and "give a 10x matrix folder" in message
+
+
+@pytest.mark.parametrize(("shape", "what"), [((0, 20), "no cells"), ((30, 0), "no genes")])
+def test_a_file_without_cells_or_genes_says_so_not_qc(tmp_path: Path, shape: tuple, what: str) -> None:
+    path = tmp_path / "empty_selection.h5ad"
+    ad.AnnData(X=sp.csr_matrix(shape, dtype=np.float32)).write_h5ad(path)
+    message = _one_line_error(path)
+    assert f"has {what} ({shape[0]} cells x {shape[1]} genes)" in message
+    assert "qc." not in message

@@ -93,8 +93,31 @@ def test_qc_leaves_input_untouched() -> None:
     [({"min_genes": 1000}, "qc.min_genes"), ({"min_cells": 1000}, "qc.min_cells")],
 )
 def test_qc_removing_everything_names_the_parameter(override: dict, key: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(key)):
+    with pytest.raises(ValueError, match=re.escape(f"{key}=1000")) as info:
         preprocessing.quality_control(qc_adata(), {**QC, **override})
+    assert f"lower {key}" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(0, 9), (7, 0)])
+def test_qc_on_data_without_cells_or_genes_does_not_blame_the_thresholds(shape: tuple) -> None:
+    expected = rf"{shape[0]} cells x {shape[1]} genes: nothing to QC; check input.path"
+    with pytest.raises(ValueError, match=expected) as info:
+        preprocessing.quality_control(ad.AnnData(X=sp.csr_matrix(shape, dtype=np.float32)), QC)
+    assert "lower" not in str(info.value)
+
+
+def test_qc_min_cells_zero_still_removes_genes_seen_in_no_cell(caplog: pytest.LogCaptureFixture) -> None:
+    # With qc.min_cells=0 a gene no cell expresses reached the model, which filled it in every cell.
+    adata = qc_adata()
+    adata = ad.concat([adata, ad.AnnData(X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32),
+                                         obs=adata.obs, var=pd.DataFrame(index=["NEVER"]))], axis=1)
+    with caplog.at_level(logging.INFO, logger="scgapfill.preprocessing"):
+        out = preprocessing.quality_control(adata, {**QC, "max_counts": None, "max_pct_mito": None, "min_cells": 0})
+    assert "NEVER" not in out.var_names
+    assert list(out.var_names) == GENES  # every gene seen in a kept cell stays
+    assert _removed(caplog, "qc.min_cells=0") == 1
+    assert "1 of them seen in no kept cell" in caplog.text
+    assert out.uns["qc"]["genes_unseen"] == 1
 
 
 def test_qc_invalid_parameter() -> None:

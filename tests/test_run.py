@@ -116,3 +116,53 @@ def test_invalid_parameter_fails_before_any_node(kedro_project: Path) -> None:
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     assert experiment_ids  # at least mlflow's "Default"
     assert list(client.search_runs(experiment_ids)) == []
+
+
+def _untrained_model(folder: Path, counts_adata: ad.AnnData) -> Path:
+    """A bundle with random weights on the genes of ``counts_adata``, saved under ``folder``: enough to
+    run inference (the numbers do not matter here)."""
+    import torch
+
+    from scgapfill.layout import compute_layout
+    from scgapfill.model_io import GapFillBundle
+    from scgapfill.nn import UNet, input_channels
+    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.params import ModelParams, TrainParams
+    from scgapfill.train.data import GeneScaler
+
+    model = ModelParams(depth=2, base_channels=4, context_channel=False)
+    values = lognorm(counts_adata.X, size_factors(counts_adata.X))
+    layout = compute_layout(values, list(counts_adata.var_names), "correlation", divisor=4)
+    torch.manual_seed(0)
+    net = UNet(input_channels(False), model.base_channels, model.depth, model.dropout)
+    bundle = GapFillBundle(state_dict=net.state_dict(), model_params=model.model_dump(),
+                           train_params=TrainParams().model_dump(), layout=layout,
+                           scaler=GeneScaler.fit(values).to_dict(), gene_names=list(layout["genes"]))
+    return bundle.save(folder / "gapfill_model.pt")
+
+
+def test_inference_records_the_missing_gene_share_and_a_bad_input_writes_nothing(kedro_project: Path,
+                                                                                 tmp_path: Path) -> None:
+    model_data = scgapfill.simulate(n_cells=60, n_genes=32, n_groups=2, seed=3)
+    model_file = _untrained_model(tmp_path / "model", model_data)
+    new = model_data[:, model_data.var_names[8:]].copy()  # a quarter of the model's genes missing
+    new_file = tmp_path / "new.h5ad"
+    new.write_h5ad(new_file)
+    truncated = tmp_path / "truncated.h5ad"
+    truncated.write_bytes(new_file.read_bytes()[: new_file.stat().st_size // 2])
+
+    with pytest.raises(ValueError, match=r"could not be read as \.h5ad"):
+        with KedroSession.create(project_path=kedro_project, runtime_params=cli_params(
+                f"input.path={truncated}", f"inference.uri={model_file}")) as session:
+            session.run(pipeline_name="inference")
+    assert _files_under(kedro_project / "data") == [], "a failed run writes no output"
+
+    with KedroSession.create(project_path=kedro_project, runtime_params=cli_params(
+            f"input.path={new_file}", f"inference.uri={model_file.parent}")) as session:
+        session.run(pipeline_name="inference")
+    out = ad.read_h5ad(kedro_project / "data/07_model_output/inference_imputed.h5ad")
+    assert out.uns["gapfill"]["missing_gene_share"] == 0.25
+    client = MlflowClient(tracking_uri=f"sqlite:///{(kedro_project / 'mlflow.db').as_posix()}")
+    runs = client.search_runs([client.get_experiment_by_name("scgapfill").experiment_id],
+                              order_by=["attributes.start_time DESC"])
+    assert runs[0].data.metrics["inference_missing_gene_share"] == 0.25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -13,7 +14,14 @@ from .normalization import as_composition, lognorm, size_factors
 from .params import ImputeParams, ModelParams, parse
 from .smoothing import observed_kept, smoothed_chunks
 
+log = logging.getLogger(__name__)
+
 MIN_GENE_OVERLAP = 0.5
+# Above this share of the model's genes missing from the data, a WARNING. Data annotated with another
+# release of the same gene set can lack a few percent (renamed or retired symbols); beyond a
+# tenth the cause is more often other identifiers (symbols vs Ensembl IDs) or another gene selection,
+# and each missing gene is filled in every cell from the other genes alone, never from its own counts.
+MISSING_GENE_WARNING = 0.1
 SPACES = {
     "composition": "log1p(1e4 * level / sum of the cell's levels): each cell sums to 1e4 after filling",
     "observed_library": "log1p(counts / size_factor * 1e4), size_factor the cell's observed total: "
@@ -33,8 +41,26 @@ def imputation_record(params: ImputeParams, report: dict) -> dict:
         "output_smoothing": float(params.output_smoothing),
         "smoothing_neighbours": params.smoothing_neighbours,
         "n_genes_modelled": n_model - int(report["n_missing"]),
-        "missing_share": int(report["n_missing"]) / n_model if n_model else 0.0,
+        "missing_gene_share": missing_gene_share(report),
     }
+
+
+def missing_gene_share(report: dict) -> float:
+    """The share of the model's genes that the data lacks, from :func:`align_genes`' report."""
+    n_model = int(report["n_model_genes"])
+    return int(report["n_missing"]) / n_model if n_model else 0.0
+
+
+def warn_missing_genes(report: dict) -> float:
+    """Log the share of the model's genes the data lacks (a WARNING above ``MISSING_GENE_WARNING``); returns it."""
+    share = missing_gene_share(report)
+    if share > MISSING_GENE_WARNING:
+        log.warning(
+            "%.0f%% of the model's genes (%d of %d) are not in the data, e.g. %s: they are filled from the other "
+            "genes alone; check that the data's gene identifiers (var_names) are the model's kind, symbols vs "
+            "Ensembl IDs", 100 * share, report["n_missing"], report["n_model_genes"], report["missing_genes"][:5],
+        )
+    return share
 
 
 def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.csr_matrix, dict]:

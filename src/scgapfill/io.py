@@ -11,10 +11,10 @@ Whatever the source, the result is an AnnData whose ``X`` holds raw integer coun
 
 from __future__ import annotations
 
-from typing import Any
-
 import logging
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import anndata as ad
 import numpy as np
@@ -58,23 +58,96 @@ def read_counts_file(path: str | Path) -> ad.AnnData:
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
-            f"input.path={str(path)!r} does not exist; give a .h5ad, a 10x .h5 or a 10x matrix folder, "
-            f"or leave input.path empty for the embedded {EMBEDDED} data"
-        )
+        raise missing_input(path)
     if path.is_dir():
         if not any((path / name).exists() for name in ("matrix.mtx", "matrix.mtx.gz")):
-            raise ValueError(f"input.path={str(path)!r} is a folder without matrix.mtx[.gz]; a 10x matrix folder is expected")
-        adata = sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=True)
+            raise ValueError(
+                f"input.path={str(path)!r} is a folder without matrix.mtx[.gz]; give a 10x matrix folder "
+                "(matrix.mtx[.gz], features.tsv[.gz] or genes.tsv, barcodes.tsv[.gz]), a .h5ad or a 10x .h5 file"
+            )
+        with readable(path, "a 10x matrix folder"):
+            adata = sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=True)
     elif path.suffix == ".h5ad":
-        adata = ad.read_h5ad(path)
+        with readable(path, ".h5ad"):
+            adata = ad.read_h5ad(path)
     elif path.suffix == ".h5":
-        adata = sc.read_10x_h5(path)
+        with readable(path, "a 10x .h5"):
+            adata = sc.read_10x_h5(path)
         adata.var_names_make_unique()
     else:
         raise ValueError(f"input.path={str(path)!r}: unknown format {path.suffix!r}; use .h5ad, 10x .h5 or a 10x matrix folder")
     adata.uns["source"] = str(path)
     return adata
+
+
+def missing_input(path: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"input.path={str(path)!r} does not exist; give a .h5ad, a 10x .h5 or a 10x matrix folder, "
+        f"or leave input.path empty for the embedded {EMBEDDED} data"
+    )
+
+
+# How to get a readable copy of each input format: the fix named when one cannot be read.
+_REEXPORT = {
+    ".h5ad": "re-export it with adata.write_h5ad(path)",
+    "a 10x .h5": "copy CellRanger's filtered_feature_bc_matrix.h5 again",
+    "a 10x matrix folder": "copy CellRanger's filtered_feature_bc_matrix folder again (matrix.mtx.gz, "
+                           "features.tsv.gz, barcodes.tsv.gz)",
+}
+
+
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    """The exception as one short line: the messages of h5py and anndata run over several."""
+    text = f"{type(err).__name__}: {str(err).strip()}".strip(": ").splitlines()[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def unreadable(path: Path, kind: str, err: BaseException) -> ValueError:
+    """The one-line error for an input file that exists but cannot be parsed as ``kind``."""
+    if path.is_file() and path.stat().st_size == 0:
+        cause = "the file is empty, 0 bytes"
+    elif kind == "a 10x matrix folder":
+        cause = f"a file in it is truncated or malformed: {_first_line(err)}"
+    elif _opens_as_hdf5(path):
+        cause = f"an HDF5 file, but not laid out as {kind}: {_first_line(err)}"
+    else:
+        cause = f"the file is truncated or not HDF5: {_first_line(err)}"
+    return ValueError(f"input.path={str(path)!r} could not be read as {kind} ({cause}); {_REEXPORT[kind]}")
+
+
+def _opens_as_hdf5(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def readable(path: Path, kind: str) -> Iterator[None]:
+    """Turn a reader's failure on a damaged file into :func:`unreadable`'s one line, the cause chained.
+
+    The readers raise many types for a damaged file (h5py's OSError, anndata's registry errors,
+    KeyError for a missing group, gzip and parser errors), so every ``Exception`` is caught here,
+    around the reading call only.
+    """
+    try:
+        yield
+    except Exception as err:
+        raise unreadable(path, kind, err) from err
+
+
+def check_not_empty(n_cells: int, n_genes: int, source: str) -> None:
+    """Refuse data without cells or genes: nothing downstream (QC, the model) means anything on it."""
+    if n_cells and n_genes:
+        return
+    what = "no cells" if not n_cells else "no genes"
+    raise ValueError(
+        f"input.path={source!r} has {what} ({n_cells} cells x {n_genes} genes); "
+        "check that it is the file you meant: an export from an empty selection holds nothing to impute"
+    )
 
 
 # Values checked per step: bounds the temporary arrays of the check on a large matrix.
@@ -146,6 +219,7 @@ def load_input(input_params: InputParams | dict) -> ad.AnnData:
     else:
         adata = read_counts_file(path)
         default_label = None
+    check_not_empty(adata.n_obs, adata.n_vars, path or EMBEDDED)
     adata = _use_count_layer(adata, path or EMBEDDED)
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
     adata.obs_names_make_unique()

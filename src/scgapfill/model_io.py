@@ -28,6 +28,8 @@ _DROPPED_FROM_MODEL = ("uri",)  # inference only; now inference.uri
 # Imputation options added after the first bundles: the value those bundles imputed with.
 _ADDED_TO_IMPUTE = {"scale": "observed_library"}
 _HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
+_REQUIRED = ("state_dict", "model_params", "train_params", "layout", "scaler", "gene_names")
+_FIX = "give a gapfill_model.pt written by GapFill.save or the training pipeline"
 
 
 @dataclass
@@ -120,18 +122,22 @@ class GapFillBundle:
         }
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> "GapFillBundle":
+    def from_dict(cls, payload: dict[str, Any], label: str = "the payload") -> "GapFillBundle":
+        """The bundle in ``payload`` (what :meth:`to_dict` gives); ``label`` names its source in errors."""
+        missing = [k for k in ("format",) + _REQUIRED if k not in payload]
         if payload.get("format") != FORMAT:
-            raise ValueError(f"not a scgapfill model bundle (format={payload.get('format')!r}); retrain or re-save it")
+            found = [f"format={payload['format']!r}"] if "format" in payload else []
+            detail = ", ".join(found + ([f"missing keys {missing}"] if missing else []))
+            raise ValueError(f"{label} is not a scgapfill model bundle ({detail}); {_FIX}")
         if payload.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(
-                f"model bundle format_version {payload['format_version']} is newer than this scgapfill "
+                f"{label} has model bundle format_version {payload['format_version']}, newer than this scgapfill "
                 f"reads ({FORMAT_VERSION}); upgrade scgapfill"
             )
-        required = ("state_dict", "model_params", "train_params", "layout", "scaler", "gene_names")
-        missing = [k for k in required if k not in payload]
         if missing:
-            raise ValueError(f"model bundle lacks {missing}; the file is incomplete, retrain the model")
+            raise ValueError(
+                f"{label} is an incomplete scgapfill model bundle (missing keys {missing}); retrain the model"
+            )
         model_params, impute_params = upgrade_params(payload["model_params"], payload.get("impute_params"))
         return cls(
             state_dict=dict(payload["state_dict"]),
@@ -156,12 +162,32 @@ class GapFillBundle:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "GapFillBundle":
-        """Read a bundle written by :meth:`save`; never unpickles code."""
-        payload = torch.load(Path(path), weights_only=True, map_location="cpu")
+    def load(cls, path: str | os.PathLike, label: str | None = None) -> "GapFillBundle":
+        """Read a bundle written by :meth:`save`; never unpickles code. ``label`` names the file in errors
+        (e.g. the parameter that gave it); its path by default."""
+        label = label or str(path)
+        try:
+            payload = torch.load(Path(path), weights_only=True, map_location="cpu")
+        except OSError:
+            raise  # unreadable (permissions, a folder): its own message says so
+        except Exception as err:  # torch raises UnpicklingError, KeyError, EOFError... for other content
+            raise ValueError(f"{label} is not a scgapfill model bundle ({_not_torch(path, err)}); {_FIX}") from err
         if not isinstance(payload, dict):
-            raise ValueError(f"{path} does not hold a scgapfill model bundle")
-        return cls.from_dict(payload)
+            raise ValueError(f"{label} is not a scgapfill model bundle (it holds a {type(payload).__name__}); {_FIX}")
+        return cls.from_dict(payload, label)
+
+
+def _not_torch(path: str | os.PathLike, err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in a few words."""
+    if Path(path).stat().st_size == 0:
+        return "the file is empty, 0 bytes"
+    text = str(err)
+    # torch's own message leads with advice to load with weights_only=False, which would run code from
+    # the file; the reason proper follows "WeightsUnpickler error:".
+    _, marker, reason = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (reason if marker else text).splitlines() if line.strip()]
+    first = lines[0].split(". ")[0][:120] if lines else ""
+    return f"not a torch file of tensors and plain data: {type(err).__name__}" + (f": {first}" if first else "")
 
 
 def upgrade_params(model_params: dict, impute_params: dict | None) -> tuple[dict, dict]:

@@ -19,6 +19,8 @@ def quality_control(adata: ad.AnnData, qc: QCParams | dict) -> ad.AnnData:
     params = parse("qc", qc)
     adata = adata.copy()
     n_cells, n_genes = adata.shape
+    if not n_cells or not n_genes:
+        raise ValueError(f"the data has {n_cells} cells x {n_genes} genes: nothing to QC; check input.path")
     adata.var["mt"] = adata.var_names.str.upper().str.startswith(params.mito_prefix.upper())
     sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
 
@@ -38,16 +40,24 @@ def quality_control(adata: ad.AnnData, qc: QCParams | dict) -> ad.AnnData:
         )
     adata = adata[keep].copy()
     gene_cells = np.asarray((adata.X > 0).sum(axis=0)).ravel()
-    gene_keep = gene_cells >= params.min_cells
+    # A gene no kept cell expresses carries nothing to learn from, yet the model would fill it with
+    # a nonzero level in every cell: it goes even with qc.min_cells=0.
+    gene_keep = gene_cells >= max(1, params.min_cells)
+    n_unseen = int((gene_cells == 0).sum())
     if not gene_keep.any():
-        raise ValueError(f"QC removed every gene (qc.min_cells={params.min_cells}); lower qc.min_cells")
+        raise ValueError(
+            f"QC removed every gene: none has counts in {max(1, params.min_cells)} of the {int(keep.sum())} cells "
+            f"QC kept (qc.min_cells={params.min_cells}; genes seen in no cell always go); lower qc.min_cells, "
+            "or check that X holds the counts"
+        )
     adata = adata[:, gene_keep].copy()
     for reason, removed in reasons.items():
         log.info("QC: %d cells removed by %s", removed, reason)
-    log.info("QC: %d genes removed by qc.min_cells=%d; %d x %d remain (from %d x %d)",
-             int((~gene_keep).sum()), params.min_cells, adata.n_obs, adata.n_vars, n_cells, n_genes)
+    log.info("QC: %d genes removed by qc.min_cells=%d (%d of them seen in no kept cell, always removed); "
+             "%d x %d remain (from %d x %d)", int((~gene_keep).sum()), params.min_cells, n_unseen,
+             adata.n_obs, adata.n_vars, n_cells, n_genes)
     adata.uns["qc"] = {"cells_removed": reasons, "genes_removed": int((~gene_keep).sum()),
-                       "cells_before": n_cells, "genes_before": n_genes}
+                       "genes_unseen": n_unseen, "cells_before": n_cells, "genes_before": n_genes}
     return adata
 
 

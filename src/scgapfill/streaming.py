@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .imputation import align_genes, impute_counts, imputation_record, imputed_chunks
-from .io import is_integer_counts
+from .io import check_not_empty, is_integer_counts, missing_input, readable
 from .normalization import counts_from_lognorm, lognorm, size_factors
 from .params import ImputeParams, parse
 
@@ -44,17 +44,19 @@ def read_aligned_counts_backed(
         What :func:`scgapfill.imputation.align_genes` reports.
     """
     path = Path(path)
-    if path.suffix != ".h5ad" or not path.is_file():
+    if path.suffix != ".h5ad" or path.is_dir():
         raise ValueError(
             f"input.path={str(path)!r}: chunked inference reads a .h5ad file; for other formats "
             "set inference.chunk_size=0 (the whole data set in memory)"
         )
+    if not path.exists():
+        raise missing_input(path)
     if chunk_size < 1:
         raise ValueError(f"inference.chunk_size must be >= 1 cell for chunked reading, got {chunk_size}")
-    backed = ad.read_h5ad(path, backed="r")
+    with readable(path, ".h5ad"):
+        backed = ad.read_h5ad(path, backed="r")
     try:
-        if backed.n_obs == 0:
-            raise ValueError(f"{path} has no cells")
+        check_not_empty(backed.n_obs, backed.n_vars, str(path))
         gene_names = [str(g) for g in backed.var_names]
         obs = backed.obs.copy()
         obs.index = obs.index.astype(str)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -96,35 +97,83 @@ def log_gapfill_model(bundle: Any, register: bool = True, input_example: Any = N
     return result
 
 
-def load_bundle(uri: str) -> Any:
-    """Load a trained bundle from a local ``.pt`` file or an MLflow URI, weights only.
+# MLflow run ids are 32 lowercase hex digits (uuid4().hex); a bare one names the run's logged model.
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_GIVE = f"give a {BUNDLE_FILE} path or an MLflow URI like models:/{REGISTERED_MODEL_NAME}/1"
 
-    Accepted: ``path/to/gapfill_model.pt``, ``models:/scgapfill-unet/1``, ``models:/m-<id>``,
+
+def _is_mlflow_uri(uri: str) -> bool:
+    """``models:/...``, ``runs:/...`` and other scheme URIs, or a bare run id; anything else is a local path."""
+    return ":/" in uri or bool(_RUN_ID.fullmatch(uri))
+
+
+def bundle_in_folder(folder: Path, uri: str) -> Path:
+    """The one ``gapfill_model.pt`` under ``folder`` (searched recursively: a saved model folder, or an
+    MLflow model's artifacts); refuses none or several, since picking one would be a guess."""
+    found = sorted(folder.rglob(BUNDLE_FILE))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ValueError(f"inference.uri={uri!r} is a folder that holds no {BUNDLE_FILE} bundle; {_GIVE}")
+    # Kedro's versioned catalog entry is such a folder, one subfolder per version named by its
+    # timestamp: the last in name order is the newest.
+    raise ValueError(
+        f"inference.uri={uri!r} holds {len(found)} {BUNDLE_FILE} bundles; give the path of the one to use, "
+        f"e.g. the last in name order: {found[-1]}"
+    )
+
+
+def _local_bundle(uri: str) -> Any:
+    from scgapfill.model_io import GapFillBundle
+
+    path = Path(uri)
+    if not path.exists():
+        raise FileNotFoundError(f"inference.uri={uri!r}: no such file or folder; {_GIVE}")
+    found = bundle_in_folder(path, uri) if path.is_dir() else path
+    label = f"inference.uri={uri!r}" + (f" ({found})" if found != path else "")
+    return GapFillBundle.load(found, label=label)
+
+
+def load_bundle(uri: str) -> Any:
+    """Load a trained bundle from a local file or folder or an MLflow URI, weights only.
+
+    Accepted: ``path/to/gapfill_model.pt``, a folder holding one (``GapFill.save``'s, or a
+    downloaded MLflow model), ``models:/scgapfill-unet/1``, ``models:/m-<id>``,
     ``runs:/<run_id>/model`` or a bare run id. The MLflow model's artifacts are downloaded
     and only the bundle file is read (``torch.load(weights_only=True)``); its code is not run.
+    Anything that is neither a URI nor a run id is a local path, so a mistyped path is
+    reported as a missing file rather than as an unknown MLflow run.
     """
     from scgapfill.model_io import GapFillBundle
 
+    uri = str(uri).strip()
     if not uri:
         raise ValueError(
             "inference.uri is empty; give a .pt bundle path or an MLflow model URI, e.g. "
             f"--params=\"inference.uri=models:/{REGISTERED_MODEL_NAME}/1\""
         )
-    local = Path(uri)
-    if local.is_file():
-        return GapFillBundle.load(local)
+    if Path(uri).exists() or not _is_mlflow_uri(uri):
+        return _local_bundle(uri)
     import mlflow
 
-    if "://" not in uri and ":/" not in uri:
-        uri = f"runs:/{uri}/model"
+    mlflow_uri = uri if ":/" in uri else f"runs:/{uri}/model"
     try:
-        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=mlflow_uri))
     except Exception as err:  # MLflow raises several types for a missing model or run
         raise ValueError(
-            f"inference.uri={uri!r} could not be read from MLflow ({mlflow.get_tracking_uri()}): {err}. "
+            f"inference.uri={uri!r} could not be read from MLflow ({mlflow.get_tracking_uri()}): "
+            f"{(str(err).strip() or type(err).__name__).splitlines()[0]}. "
             "List models in the MLflow UI or with `mlflow models`/the registry"
         ) from err
-    candidates = [downloaded] if downloaded.is_file() else sorted(downloaded.rglob(BUNDLE_FILE))
-    if not candidates:
-        raise ValueError(f"inference.uri={uri!r} holds no {BUNDLE_FILE}; is it a scgapfill model?")
-    return GapFillBundle.load(candidates[0])
+    found = downloaded if downloaded.is_file() else bundle_in_folder(downloaded, uri)
+    return GapFillBundle.load(found, label=f"inference.uri={uri!r}")
+
+
+def log_metric_if_tracking(name: str, value: float) -> bool:
+    """Log ``name`` in the active MLflow run (kedro-mlflow's during ``kedro run``); False when there is none."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return False
+    mlflow.log_metric(name, float(value))
+    return True

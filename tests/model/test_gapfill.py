@@ -60,7 +60,7 @@ def test_impute_adds_the_layer_and_its_record(fitted, adata, counts):
     assert target.var["gapfill_modelled"].all()
     record = target.uns["gapfill"]
     assert record["method"] == "scgapfill-unet" and record["fill_only_zeros"] is True
-    assert record["output_smoothing"] == 0.5 and record["missing_share"] == 0.0
+    assert record["output_smoothing"] == 0.5 and record["missing_gene_share"] == 0.0
     assert record["n_genes_modelled"] == counts.shape[1]
 
 
@@ -87,7 +87,7 @@ def test_genes_aligned_by_name_extra_genes_carried_missing_reported(fitted, coun
     layer = data.layers["imputed"]
     assert layer.shape == data.shape
     assert data.var["gapfill_modelled"].tolist() == [True] * n_kept + [False] * 3
-    assert data.uns["gapfill"]["missing_share"] == pytest.approx(4 / len(gene_names()))
+    assert data.uns["gapfill"]["missing_gene_share"] == pytest.approx(4 / len(gene_names()))
     # Every observed count is kept, on the all-genes scale of X; the extra genes are as observed.
     observed = lognorm(matrix, size_factors(matrix)).astype(np.float32)
     rows, cols = observed.nonzero()

@@ -173,3 +173,67 @@ def test_bundles_saved_before_the_impute_section_load_with_their_settings(untrai
     for key in ("output_smoothing", "smoothing_neighbours"):
         del payload["model_params"][key]
     assert GapFillBundle.from_dict(payload).impute.output_smoothing == 0.0
+
+
+# --- many of the model's genes missing: a WARNING, and the share recorded ----------------------
+
+
+def _without_first_genes(counts, n_missing):
+    """The conftest counts (columns gene000, gene001, ...) without their first ``n_missing`` genes, as an
+    AnnData with raw counts in layers['counts'], and the names of the genes left out."""
+    import anndata as ad
+    import pandas as pd
+
+    names = [f"gene{i:03d}" for i in range(counts.shape[1])]  # conftest's gene_names(), which the layout holds
+    kept = sp.csr_matrix(counts[:, n_missing:], dtype=np.float32)
+    data = ad.AnnData(X=kept.copy(), obs=pd.DataFrame(index=[f"cell{i}" for i in range(kept.shape[0])]),
+                      var=pd.DataFrame(index=names[n_missing:]), layers={"counts": kept})
+    return data, set(names[:n_missing])
+
+
+@pytest.mark.parametrize(("n_missing", "warned"), [(32, True), (4, False)])
+def test_many_missing_genes_warn_and_the_share_is_recorded(untrained, counts, caplog, n_missing, warned):
+    import logging
+
+    from scgapfill.imputation import MISSING_GENE_WARNING
+    from scgapfill.model import GapFill
+
+    genes = list(untrained.gene_names)
+    data, left_out = _without_first_genes(counts, n_missing)
+    with caplog.at_level(logging.WARNING, logger="scgapfill.imputation"):
+        GapFill.from_bundle(untrained).impute(data)
+    share = n_missing / len(genes)
+    assert data.uns["gapfill"]["missing_gene_share"] == pytest.approx(share)
+    assert (share > MISSING_GENE_WARNING) == warned
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if warned:
+        assert len(warnings) == 1
+        assert f"50% of the model's genes ({n_missing} of {len(genes)}) are not in the data" in warnings[0]
+        assert repr([g for g in genes if g in left_out][:5]) in warnings[0]  # in the model's order
+        assert "var_names" in warnings[0] and "Ensembl" in warnings[0]
+    else:
+        assert warnings == []
+
+
+def test_the_inference_node_logs_the_missing_share_to_the_active_mlflow_run(untrained, counts, tmp_path, caplog,
+                                                                            monkeypatch):
+    import logging
+
+    import mlflow
+
+    from scgapfill.pipelines.inference.nodes import load_aligned_counts
+
+    path = tmp_path / "new.h5ad"
+    _without_first_genes(counts, len(untrained.gene_names) // 2)[0].write_h5ad(path)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with caplog.at_level(logging.WARNING), mlflow.start_run() as run:
+            _, report = load_aligned_counts({"path": str(path)}, untrained, {"chunk_size": 32})
+        logged = mlflow.MlflowClient().get_run(run.info.run_id).data.metrics
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert report["missing_gene_share"] == 0.5
+    assert logged["inference_missing_gene_share"] == 0.5
+    assert "50% of the model's genes" in caplog.text

@@ -81,6 +81,20 @@ def test_backed_reading_refuses_non_counts_and_other_formats(bundle, new_file, t
         streaming.read_aligned_counts_backed(tmp_path / "counts.h5", bundle.gene_names, chunk_size=50)
 
 
+def test_backed_reading_names_input_path_for_a_missing_damaged_or_empty_file(bundle, tmp_path):
+    missing = tmp_path / "nowhere.h5ad"
+    with pytest.raises(FileNotFoundError, match=r"input.path=.*nowhere.h5ad. does not exist"):
+        streaming.read_aligned_counts_backed(missing, bundle.gene_names, chunk_size=50)
+    damaged = tmp_path / "damaged.h5ad"
+    damaged.write_text("not HDF5")
+    with pytest.raises(ValueError, match=r"could not be read as \.h5ad \(the file is truncated or not HDF5"):
+        streaming.read_aligned_counts_backed(damaged, bundle.gene_names, chunk_size=50)
+    no_cells = tmp_path / "no_cells.h5ad"
+    ad.AnnData(X=sp.csr_matrix((0, 5), dtype=np.float32)).write_h5ad(no_cells)
+    with pytest.raises(ValueError, match=r"has no cells \(0 cells x 5 genes\)"):
+        streaming.read_aligned_counts_backed(no_cells, bundle.gene_names, chunk_size=50)
+
+
 def test_streamed_result_written_through_the_catalog_dataset(bundle, new_file, tmp_path):
     path, _ = new_file
     aligned, report = load_aligned_counts({"path": str(path)}, bundle, {"chunk_size": 32})
@@ -98,7 +112,7 @@ def test_streamed_result_written_through_the_catalog_dataset(bundle, new_file, t
     assert list(out.var_names) == list(bundle.gene_names) and list(out.obs_names) == list(aligned["obs"].index)
     np.testing.assert_allclose(out.obs["size_factor"], np.asarray(aligned["counts"].sum(axis=1)).ravel())
     assert out.uns["gapfill"]["chunk_size"] == 32
-    assert out.uns["gapfill"]["missing_share"] == pytest.approx(10 / len(bundle.gene_names))
+    assert out.uns["gapfill"]["missing_gene_share"] == pytest.approx(10 / len(bundle.gene_names))
     np.testing.assert_array_equal(result.to_memory().layers["imputed"], expected)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 
-from ..imputation import align_genes, impute_counts, imputation_record
+from ..imputation import align_genes, impute_counts, imputation_record, warn_missing_genes
 from ..layout import compute_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
@@ -132,6 +132,7 @@ class GapFill:
         bundle = self._fitted()
         counts, genes = counts_of(adata, layer)
         aligned, report = align_genes(counts, genes, bundle.gene_names)
+        warn_missing_genes(report)
         params = self.impute_params
         if not same_genes(genes, bundle.gene_names):  # rescaled with the other genes in on_data_genes
             params = params.model_copy(update={"scale": "observed_library"})
@@ -187,11 +188,7 @@ class GapFill:
         ``runs:/...``), read weights-only; ``train``/``impute`` replace the settings saved with it."""
         from ..tracking import load_bundle
 
-        path = Path(source)
-        if str(source) and path.is_dir():
-            path = path / MODEL_FILE
-        bundle = GapFillBundle.load(path) if path.is_file() else load_bundle(str(source))
-        return cls.from_bundle(bundle, train, impute)
+        return cls.from_bundle(load_bundle(str(source)), train, impute)
 
     def __repr__(self) -> str:
         state = f"{len(self.bundle.gene_names)} genes" if self.bundle is not None else "not trained"

@@ -28,8 +28,9 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
     (or ``chunk_size: 0``) are read whole. Cells without a count on the model's genes are skipped.
     """
     from scgapfill import io
-    from scgapfill.imputation import align_genes
+    from scgapfill.imputation import align_genes, warn_missing_genes
     from scgapfill.streaming import read_aligned_counts_backed
+    from scgapfill.tracking import log_metric_if_tracking
 
     path = parse("input", input_params).path.strip()
     chunk_size = parse("inference", inference).chunk_size
@@ -48,6 +49,8 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
         log.warning("%d cells have no counts on the model's genes and are skipped: %s",
                     int(empty.sum()), list(obs.index[empty][:5]))
     report["cells_skipped_no_counts"] = int(empty.sum())
+    report["missing_gene_share"] = warn_missing_genes(report)
+    log_metric_if_tracking("inference_missing_gene_share", report["missing_gene_share"])
     kept = ~empty
     log.info("Gene alignment: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
     aligned = {"counts": sp.csr_matrix(counts[kept], dtype=np.float32), "obs": obs.loc[kept].copy()}
