@@ -23,6 +23,6 @@ def test_a_crafted_pickle_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "gapfill_model.pt"
     torch.save({"state_dict": Payload(marker)}, path)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not a scgapfill model bundle"):
         GapFillBundle.load(path)
     assert not marker.exists()
