@@ -39,7 +39,7 @@ from ..params import ModelParams, TrainParams, parse
 from ..cellgraph import neighbour_context
 from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix
 from .module import GapFillModule
-from .trainer import HISTORY_FILE, build_trainer, resolve_precision, uses_cuda
+from .trainer import HISTORY_FILE, build_trainer, resolve_num_threads, resolve_precision, torch_threads, uses_cuda
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,8 @@ def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params
         trainer = build_trainer(train_params, workdir, precision, len(train_loader), checkpoint, logger, callbacks)
         start = time.perf_counter()
         try:
-            trainer.fit(module, train_loader, val_loader)
+            with torch_threads(resolve_num_threads(train_params.num_threads)):
+                trainer.fit(module, train_loader, val_loader)
         finally:
             # Lightning switches deterministic algorithms on globally; give the process back as it was.
             torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
@@ -179,9 +180,10 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
     seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
     cells_per_s = len(data.train_cells) / seconds_per_epoch if seconds_per_epoch > 0 else float("nan")
     best_epoch = int(best.get("epoch", history["val_loss"].idxmin() if len(history) else -1))
+    num_threads = resolve_num_threads(train_params.num_threads)
     log.info(
-        "U-Net trained %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s); best epoch %d",
-        len(history), wall, seconds_per_epoch, cells_per_s, best_epoch,
+        "U-Net trained %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s, %d torch threads); best epoch %d",
+        len(history), wall, seconds_per_epoch, cells_per_s, num_threads, best_epoch,
     )
     return GapFillBundle(
         state_dict=state_dict,
@@ -204,6 +206,7 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
             "precision": precision,
             "accelerator": str(train_params.accelerator),
             "strategy": str(train_params.strategy),
+            "num_threads": num_threads,
             **curve_info,
         },
     )
