@@ -28,8 +28,11 @@ LOG_RECORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # simplefilter("once"), which overrides any warnings filter, so it is dropped where Kedro's logging
     # receives warnings (logging.captureWarnings: the py.warnings logger). It carries raw ANSI colours.
     ("py.warnings", ("data_validation.py", "Add type hints to the `predict` method")),
-    # Lightning 2.6 advertises its LitLogger service at INFO whenever a Trainer is built without one.
-    ("lightning.pytorch.utilities.rank_zero", ("LitLogger",)),
+    # Lightning 2.6 advertises its LitLogger service at INFO whenever a Trainer is built without one,
+    # through whichever of these loggers was imported last (each rebinds lightning_utilities' logger;
+    # mlflow.pytorch imports pytorch_lightning).
+    *((f"{package}.utilities.rank_zero", ("LitLogger",))
+      for package in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric", "lightning_fabric")),
 )
 
 
