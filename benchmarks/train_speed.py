@@ -4,11 +4,15 @@ Usage::
 
     python benchmarks/train_speed.py [--epochs 5] [--batch-size 16] [--no-context]
         [--depth 2] [--base-channels 16] [--patience N] [--min-delta D]
-        [--accelerator auto] [--threads N]
+        [--accelerator auto] [--threads N] [--contention]
 
 Trains for a fixed number of epochs (early stopping effectively off unless
 ``--patience`` is given) and prints one table: machine, data size, grid,
 seconds per epoch, cells per second and peak resident memory.
+
+``--contention`` instead trains four times, with ``train.num_threads`` auto and 1, each alone and
+beside one competing BLAS job (a numpy matmul loop in a subprocess), and prints cells/s for each:
+torch's threads fight the other job's for the same cores.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import argparse
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,6 +51,49 @@ def peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+# One BLAS job of the kind that shares a machine with training (MAGIC, PCA): numpy's default threads.
+BLAS_JOB = "import numpy as np\na = np.random.default_rng(0).random((1500, 1500))\nwhile True:\n    a @ a"
+
+
+@contextmanager
+def competing_blas_job(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    job = subprocess.Popen([sys.executable, "-c", BLAS_JOB])
+    try:
+        time.sleep(2)  # numpy imported and multiplying before training starts
+        yield
+    finally:
+        job.terminate()
+        job.wait()
+
+
+def median_cells_per_s(bundle) -> float:
+    # The median epoch: the first one carries Lightning's and torch's warm-up.
+    return bundle.info["n_train_cells"] / float(np.median(bundle.info["epoch_seconds"]))
+
+
+def contention(counts, layout, model, train, machine_rows: list[tuple[str, str]]) -> None:
+    """cells/s with num_threads auto and 1, alone and beside one BLAS job; one table."""
+    from scgapfill.train.fit import fit_gapfill
+    from scgapfill.train.trainer import resolve_num_threads
+
+    results = []
+    for threads in (0, 1):
+        for busy in (False, True):
+            with competing_blas_job(busy):
+                bundle = fit_gapfill(counts, layout, model, train.model_copy(update={"num_threads": threads}))
+            label = f"auto ({resolve_num_threads(0)})" if threads == 0 else str(threads)
+            results.append((label, "yes" if busy else "no", median_cells_per_s(bundle),
+                            float(np.median(bundle.info["epoch_seconds"]))))
+    for name, value in machine_rows:
+        print(f"{name}: {value}")
+    print("\n| num_threads | beside one BLAS job | cells/s (median epoch) | s/epoch |\n|---|---|---|---|")
+    for label, busy, cells_per_s, seconds in results:
+        print(f"| {label} | {busy} | {cells_per_s:.0f} | {seconds:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -54,14 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: off)")
     parser.add_argument("--min-delta", type=float, default=0.0, help="early-stopping min_delta")
     parser.add_argument("--accelerator", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="train.num_threads: torch intra-op threads while training (default 0: auto)")
+    parser.add_argument("--contention", action="store_true",
+                        help="cells/s with threads auto and 1, alone and beside one BLAS job")
     args = parser.parse_args(argv)
 
     import torch
-
-    if args.threads:
-        # This benchmark process only; the package itself never changes the thread count.
-        torch.set_num_threads(args.threads)
 
     from scgapfill.layout import compute_layout
     from scgapfill.normalization import lognorm, size_factors
@@ -81,17 +130,30 @@ def main(argv: list[str] | None = None) -> None:
         min_delta=args.min_delta,
         accelerator=args.accelerator,
         enable_progress_bar=False,
+        num_threads=args.threads,
     )
+    device = torch.cuda.get_device_name(0) if uses_cuda(args.accelerator) else "cpu"
+    machine = [
+        ("machine", f"{platform.platform()} ({platform.machine()})"),
+        ("CPU count", f"{os.cpu_count()} ({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}"
+                      " usable)"),
+        ("torch", torch.__version__),
+        ("device", f"{device}, precision {resolve_precision(train)}"),
+        ("data", f"pbmc68k_reduced, {counts.shape[0]} cells x {counts.shape[1]} genes, grid "
+                 + "x".join(map(str, layout["shape"])) + f", batch {args.batch_size}, {args.epochs} epochs per fit"),
+    ]
+    if args.contention:
+        contention(counts, layout, model, train, machine)
+        return
     start = time.perf_counter()
     bundle = fit_gapfill(counts, layout, model, train)
     total_s = time.perf_counter() - start
 
     epoch_s = bundle.info["epoch_seconds"]
-    device = torch.cuda.get_device_name(0) if uses_cuda(args.accelerator) else "cpu"
     rows = [
         ("machine", f"{platform.platform()} ({platform.machine()})"),
         ("CPU count", str(os.cpu_count())),
-        ("torch", f"{torch.__version__} (threads {torch.get_num_threads()})"),
+        ("torch", f"{torch.__version__} (threads {bundle.info['num_threads']})"),
         ("device", f"{device}, precision {resolve_precision(train)}"),
         ("cells", f"{counts.shape[0]} ({bundle.info['n_train_cells']} train / {bundle.info['n_val_cells']} val)"),
         ("genes", str(counts.shape[1])),

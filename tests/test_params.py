@@ -124,3 +124,15 @@ def test_a_gpu_is_refused_before_any_work_where_there_is_none(monkeypatch) -> No
     assert validate_all({"train": {"accelerator": "cpu"}})["train"].accelerator == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert validate_all({"train": {"accelerator": "gpu"}})["train"].accelerator == "gpu"
+
+
+def test_train_auto_settings_are_decided_at_run_time() -> None:
+    auto = parse("train", {"enable_progress_bar": "auto", "num_threads": "auto"})
+    assert auto.enable_progress_bar is None and auto.num_threads == 0
+    assert parse("train", {}) == auto
+    fixed = parse("train", {"enable_progress_bar": False, "num_threads": 3})
+    assert fixed.enable_progress_bar is False and fixed.num_threads == 3
+    assert parse("train", {"enable_progress_bar": "true"}).enable_progress_bar is True
+    for wrong in ({"num_threads": -1}, {"num_threads": "many"}, {"enable_progress_bar": "sometimes"}):
+        with pytest.raises(ParameterError, match=f"train.{next(iter(wrong))}"):
+            parse("train", wrong)

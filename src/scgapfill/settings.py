@@ -2,7 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
+from scgapfill import quiet
 from scgapfill.hooks import ParameterValidationHook, RunRecordHook
+
+# First, before Kedro loads its plugins (kedro-mlflow warns as it is imported).
+quiet.install()
 
 HOOKS = (ParameterValidationHook(), RunRecordHook())
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+import sys
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from scgapfill import masks
 from scgapfill.imputation import impute_counts
@@ -261,3 +264,63 @@ def test_imputation_uses_the_context_space_the_model_was_trained_with(masked, la
     old = GapFillBundle.from_dict(payload)
     assert old.model.context_space == "log"
     np.testing.assert_array_equal(impute_counts(old, masked), impute_counts(counts_bundle, masked))
+
+
+class _Seen(Callback):
+    """What the trainer looked like while training: the progress bar and torch's thread count."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.progress_bar = trainer.progress_bar_callback
+        self.threads = torch.get_num_threads()
+
+
+def test_off_a_terminal_the_bar_is_off_and_each_epoch_logs_one_line(
+    masked, layout, model_params, train_params, caplog, monkeypatch
+):
+    from scgapfill.params import TrainParams
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 2, "enable_progress_bar": "auto"})
+    seen = _Seen()
+    with caplog.at_level(logging.INFO, logger="scgapfill.train.callbacks"):
+        fit_gapfill(masked, layout, model_params, params, callbacks=[seen])
+    assert seen.progress_bar is None
+    lines = [r.getMessage() for r in caplog.records if r.name == "scgapfill.train.callbacks"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("Epoch 1/2: train_loss ") and lines[1].startswith("Epoch 2/2: ")
+    assert "val_loss " in lines[0] and lines[0].endswith(" cells/s") and "nan" not in lines[0]
+
+
+def test_progress_bar_setting_auto_follows_the_terminal(monkeypatch):
+    from scgapfill.train.trainer import progress_bar_on
+
+    for tty in (True, False):
+        monkeypatch.setattr(sys.stdout, "isatty", lambda tty=tty: tty, raising=False)
+        assert progress_bar_on(None) is tty
+        assert progress_bar_on(True) is True and progress_bar_on(False) is False
+
+
+def test_training_uses_the_requested_torch_threads_and_gives_them_back(
+    masked, layout, model_params, train_params
+):
+    from scgapfill.params import TrainParams
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        seen = _Seen()
+        bundle = fit_gapfill(masked, layout, model_params,
+                             TrainParams(**{**train_params.model_dump(), "max_epochs": 1, "num_threads": 2}),
+                             callbacks=[seen])
+        assert seen.threads == 2 and bundle.info["num_threads"] == 2
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_auto_threads_are_the_cpus_this_process_may_use():
+    from scgapfill.train.trainer import resolve_num_threads
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert resolve_num_threads(0) == expected
+    assert resolve_num_threads(3) == 3

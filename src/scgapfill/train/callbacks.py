@@ -1,9 +1,11 @@
-"""Lightning callbacks of the training run: the per-epoch history and the moving average of the weights."""
+"""Lightning callbacks of the training run: the per-epoch history and log line, the moving average of the weights."""
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
+import math
 import os
 import time
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, WeightAveraging
+
+log = logging.getLogger(__name__)
 
 
 class EpochHistory(Callback):
@@ -51,6 +55,37 @@ class EpochHistory(Callback):
         with open(tmp, "w") as stream:
             json.dump(self.rows, stream)
         os.replace(tmp, self.path)
+
+
+class EpochLog(Callback):
+    """One INFO line per epoch: what a run shows where the progress bar does not (a file, a pipe)."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        # Timed like EpochHistory (validation included), so the figures match the run's summary.
+        seconds = time.perf_counter() - self._start
+        metrics = trainer.callback_metrics
+        log.info(
+            "Epoch %d/%d: train_loss %.4f, val_loss %.4f, %.1f s, %.0f cells/s",
+            trainer.current_epoch + 1, trainer.max_epochs,
+            float(metrics.get("train_loss", math.nan)), float(metrics.get("val_loss", math.nan)),
+            seconds, _train_cells(trainer) / seconds if seconds > 0 else math.nan,
+        )
+
+
+def _train_cells(trainer: L.Trainer) -> float:
+    """Cells in the whole training set (all ranks together), NaN where the loader has no sized dataset."""
+    try:
+        return float(len(trainer.train_dataloader.dataset))
+    except (AttributeError, TypeError):
+        return math.nan
 
 
 @torch.no_grad()

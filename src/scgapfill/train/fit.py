@@ -40,7 +40,7 @@ from ..cellgraph import neighbour_context
 from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix
 from .module import GapFillModule
 from .resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
-from .trainer import HISTORY_FILE, build_trainer, resolve_precision, uses_cuda
+from .trainer import HISTORY_FILE, build_trainer, resolve_num_threads, resolve_precision, torch_threads, uses_cuda
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params
                                 [latest, *(callbacks or [])])
         start = time.perf_counter()
         try:
-            with warnings.catch_warnings():
+            with torch_threads(resolve_num_threads(train_params.num_threads)), warnings.catch_warnings():
                 # Resuming reuses a folder that holds checkpoints on purpose.
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
                 trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
@@ -188,9 +188,10 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
     seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
     cells_per_s = len(data.train_cells) / seconds_per_epoch if seconds_per_epoch > 0 else float("nan")
     best_epoch = int(best.get("epoch", history["val_loss"].idxmin() if len(history) else -1))
+    num_threads = resolve_num_threads(train_params.num_threads)
     log.info(
-        "U-Net trained %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s); best epoch %d",
-        len(history), wall, seconds_per_epoch, cells_per_s, best_epoch,
+        "U-Net trained %d epochs in %.1f s (%.2f s/epoch, %.0f cells/s, %d torch threads); best epoch %d",
+        len(history), wall, seconds_per_epoch, cells_per_s, num_threads, best_epoch,
     )
     return GapFillBundle(
         state_dict=state_dict,
@@ -213,6 +214,7 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
             "precision": precision,
             "accelerator": str(train_params.accelerator),
             "strategy": str(train_params.strategy),
+            "num_threads": num_threads,
             **curve_info,
         },
     )

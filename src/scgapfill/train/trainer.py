@@ -1,8 +1,11 @@
-"""The Lightning ``Trainer`` of a training run: device, precision, early stopping, checkpoint, history."""
+"""The Lightning ``Trainer`` of a training run: device, precision, threads, early stopping, checkpoint, history."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -10,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ..params import TrainParams
-from .callbacks import EpochHistory, weight_average
+from .callbacks import EpochHistory, EpochLog, weight_average
 
 HISTORY_FILE = "history.json"
 
@@ -30,8 +33,41 @@ def resolve_precision(train_params: TrainParams) -> str:
     return "32-true"
 
 
+def progress_bar_on(setting: bool | None) -> bool:
+    """``train.enable_progress_bar``; ``None`` (auto): only where stdout is a terminal.
+
+    Lightning's rich bar writes nothing to a file or a pipe until the run ends.
+    """
+    if setting is not None:
+        return bool(setting)
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def resolve_num_threads(setting: int) -> int:
+    """``train.num_threads``; 0 (auto): the CPUs this process may run on, not all the machine's."""
+    if setting:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on macOS and Windows
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set for the block, then given back (a notebook's torch stays as it was)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def build_trainer(train_params: TrainParams, workdir: str, precision: str, n_batches: int,
              checkpoint: ModelCheckpoint, logger: Any, callbacks: list[Callback] | None) -> L.Trainer:
+    progress_bar = progress_bar_on(train_params.enable_progress_bar)
     return L.Trainer(
         accelerator=train_params.accelerator,
         devices=train_params.devices,
@@ -46,10 +82,11 @@ def build_trainer(train_params: TrainParams, workdir: str, precision: str, n_bat
             checkpoint,
             EpochHistory(os.path.join(workdir, HISTORY_FILE)),
             *([weight_average(train_params.ema_decay)] if train_params.ema_decay else []),
+            *([] if progress_bar else [EpochLog()]),
             *(callbacks or []),
         ],
         logger=logger if logger is not None else False,
-        enable_progress_bar=train_params.enable_progress_bar,
+        enable_progress_bar=progress_bar,
         enable_model_summary=False,
         # Some CUDA kernels have no deterministic version: warn there instead of failing.
         deterministic="warn" if uses_cuda(train_params.accelerator) else True,

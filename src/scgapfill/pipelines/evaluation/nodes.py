@@ -36,7 +36,9 @@ def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, baselines: dict) ->
     outputs = {}
     for name in params.methods:
         if name not in available:
-            log.warning("Baseline %s is not available here (pip install -e '.[scvi]' for scvi); skipped", name)
+            # No rich markup: Kedro's console handler would read [scvi] as a style tag and drop it.
+            log.warning("Baseline %s is not available here (pip install -e '.[scvi]' for scvi); skipped", name,
+                        extra={"markup": False})
             continue
         kwargs = {"k": params.knn_k} if name == "knn" else {}
         start = time.perf_counter()
