@@ -7,6 +7,8 @@ repository's data/ folder or mlflow.db.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import anndata as ad
@@ -155,7 +157,11 @@ def test_inference_records_the_missing_gene_share_and_a_bad_input_writes_nothing
         with KedroSession.create(project_path=kedro_project, runtime_params=cli_params(
                 f"input.path={truncated}", f"inference.uri={model_file}")) as session:
             session.run(pipeline_name="inference")
-    assert _files_under(kedro_project / "data") == [], "a failed run writes no output"
+    # A failed run writes no output, only the record of its failure.
+    assert _files_under(kedro_project / "data") == ["08_reporting/run_record.json"]
+    record = json.loads((kedro_project / "data/08_reporting/run_record.json").read_text())
+    assert record["status"] == "failed" and "could not be read as .h5ad" in record["error"]
+    assert record["outputs_written"] == []
 
     with KedroSession.create(project_path=kedro_project, runtime_params=cli_params(
             f"input.path={new_file}", f"inference.uri={model_file.parent}")) as session:
