@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
-from scgapfill.benchmark import run_benchmark, summarise, unet_method
+from scgapfill.benchmark import method_runners, run_benchmark, summarise, unet_method
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +56,10 @@ CONFIGS: dict[str, dict] = {
     "ema_099": {"train": {"ema_decay": 0.99}},
     "ema_0995": {"train": {"ema_decay": 0.995}},
     "ema_0998": {"train": {"ema_decay": 0.998}},
+    # training budget (default: every training cell each epoch, patience 10 epochs)
+    "budget_1024": {"train": {"cells_per_epoch": 1024}},
+    "budget_2048": {"train": {"cells_per_epoch": 2048}},
+    "budget_1024_steps_2000": {"train": {"cells_per_epoch": 1024, "max_steps": 2000}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="ablation_runs.csv")
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every config: train.max_epochs=5")
+    parser.add_argument("--baselines", nargs="*", default=[],
+                        help="baselines run on the same masks in the same process, for the time ratio: magic alra knn")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     base["train"] = {**base.get("train", {}), "enable_progress_bar": False}
     base["benchmark"] = {"datasets": args.datasets, "methods": [], "n_seeds": args.seeds}
     methods = {name: unet_method(merge(base, CONFIGS[name])) for name in args.configs}
+    methods.update(method_runners({**base, "benchmark": {**base["benchmark"], "methods": args.baselines}}))
 
     start = time.perf_counter()
     runs = run_benchmark(base, methods=methods,

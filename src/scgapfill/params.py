@@ -139,6 +139,14 @@ class TrainParams(_Params):
     # default: 0.998 gained held-out r +0.002 for 38% more training (100 epochs, not 73; docs/model.md).
     ema_decay: float = Field(0.0, ge=0, lt=1)
     val_fraction: float = Field(0.2, gt=0, lt=1)
+    # A training cost that need not grow with the data. Each epoch trains on this many cells drawn at
+    # random from the training cells (0: all of them); validation, which drives early stopping and the
+    # kept checkpoint, uses at most max_val_cells fixed cells (0: val_fraction of them, uncapped); and
+    # max_steps caps the optimiser steps in all, rounded up to whole epochs (-1: max_epochs and early
+    # stopping end the run).
+    cells_per_epoch: int = Field(0, ge=0)
+    max_val_cells: int = Field(0, ge=0)
+    max_steps: int = Field(-1, ge=-1)
     seed: int = 0
     accelerator: str = "auto"
     devices: Any = "auto"

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+import lightning as L
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -324,3 +325,35 @@ def test_auto_threads_are_the_cpus_this_process_may_use():
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert resolve_num_threads(0) == expected
     assert resolve_num_threads(3) == 3
+
+
+class BatchCounter(L.Callback):
+    def __init__(self) -> None:
+        self.per_epoch: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.per_epoch.append(0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.per_epoch[-1] += 1
+
+
+def test_cells_per_epoch_and_max_steps_bound_the_training_cost(counts, layout, model_params, train_params):
+    # 96 training cells at batch 16: 6 batches an epoch when every cell trains.
+    counter = BatchCounter()
+    bundle = fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"cells_per_epoch": 20}),
+                         callbacks=[counter])
+    assert counter.per_epoch == [2, 2, 2]  # 20 cells, rounded up to whole batches
+    assert bundle.cells_per_s == pytest.approx(32 / bundle.seconds_per_epoch)
+    counter = BatchCounter()
+    bundle = fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"max_steps": 8}),
+                         callbacks=[counter])
+    assert counter.per_epoch == [6, 6]  # whole epochs, so that the last one is validated
+    assert len(bundle.history) == 2
+
+
+def test_max_val_cells_caps_the_validation_cells_and_trains_the_rest():
+    train, val = split_cells(1000, 0.2, 0, max_val_cells=50)
+    assert len(val) == 50 and len(train) == 950 and not set(train) & set(val)
+    assert [len(part) for part in split_cells(1000, 0.2, 0)] == [800, 200]
+    assert [len(part) for part in split_cells(1000, 0.2, 0, max_val_cells=500)] == [800, 200]

@@ -81,9 +81,11 @@ class EpochLog(Callback):
 
 
 def _train_cells(trainer: L.Trainer) -> float:
-    """Cells in the whole training set (all ranks together), NaN where the loader has no sized dataset."""
+    """Cells one epoch trains on (all ranks together; fewer than the training set with ``train.cells_per_epoch``),
+    NaN where the loader has no sized dataset."""
     try:
-        return float(len(trainer.train_dataloader.dataset))
+        loader = trainer.train_dataloader
+        return float(min(len(loader.dataset), trainer.num_training_batches * loader.batch_size))
     except (AttributeError, TypeError):
         return math.nan
 

@@ -40,18 +40,22 @@ from ..cellgraph import neighbour_context
 from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix
 from .module import GapFillModule
 from .resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
-from .trainer import HISTORY_FILE, build_trainer, resolve_num_threads, resolve_precision, torch_threads, uses_cuda
+from .trainer import (HISTORY_FILE, build_trainer, epoch_cells, resolve_num_threads, resolve_precision,
+                      torch_threads, uses_cuda)
 
 log = logging.getLogger(__name__)
 
-def split_cells(n_cells: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of cell indices into (train, validation), both sorted and non-empty."""
+def split_cells(n_cells: int, val_fraction: float, seed: int, max_val_cells: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of cell indices into (train, validation), both sorted and non-empty.
+
+    ``max_val_cells`` (0: no cap) bounds the validation cells; the cells above it train.
+    """
     if n_cells < 2:
         raise ValueError(f"training needs at least 2 cells (one for validation), got {n_cells}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"train.val_fraction must lie in (0, 1), got {val_fraction}")
     order = np.random.default_rng(seed).permutation(n_cells)
-    n_val = min(max(int(round(val_fraction * n_cells)), 1), n_cells - 1)
+    n_val = min(max(int(round(val_fraction * n_cells)), 1), n_cells - 1, max_val_cells or n_cells)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
@@ -121,7 +125,9 @@ def training_data(
     """Log-normalise, split the cells, scale per gene (``scaler`` kept when given) and build the context."""
     cell_sizes = size_factors(counts)
     values = lognorm(counts, cell_sizes)
-    train_cells, val_cells = split_cells(counts.shape[0], train_params.val_fraction, train_params.seed)
+    train_cells, val_cells = split_cells(
+        counts.shape[0], train_params.val_fraction, train_params.seed, train_params.max_val_cells
+    )
     scaler = scaler or GeneScaler.fit(values[train_cells])
     context = None
     if model_params.context_channel:
@@ -154,7 +160,8 @@ def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params
         # The whole state of the latest epoch (optimiser, early stopping), for resuming after a kill.
         latest = ModelCheckpoint(dirpath=workdir, filename=LAST_CHECKPOINT[: -len(".ckpt")], save_top_k=1,
                                  enable_version_counter=False)
-        trainer = build_trainer(train_params, workdir, precision, len(train_loader), checkpoint, logger,
+        trainer = build_trainer(train_params, workdir, precision, len(train_loader), len(data.train_cells),
+                                checkpoint, logger,
                                 [latest, *(callbacks or [])])
         start = time.perf_counter()
         try:
@@ -186,7 +193,8 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
     }
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "seconds"])
     seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
-    cells_per_s = len(data.train_cells) / seconds_per_epoch if seconds_per_epoch > 0 else float("nan")
+    cells_per_s = epoch_cells(train_params, len(data.train_cells)) / seconds_per_epoch if seconds_per_epoch > 0 \
+        else float("nan")
     best_epoch = int(best.get("epoch", history["val_loss"].idxmin() if len(history) else -1))
     num_threads = resolve_num_threads(train_params.num_threads)
     log.info(

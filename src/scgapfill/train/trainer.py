@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -65,16 +66,38 @@ def torch_threads(n_threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def build_trainer(train_params: TrainParams, workdir: str, precision: str, n_batches: int,
+def epoch_cells(train_params: TrainParams, n_train_cells: int) -> int:
+    """Cells one epoch trains on: ``train.cells_per_epoch`` rounded up to whole batches, at most all of them."""
+    if not train_params.cells_per_epoch:
+        return n_train_cells
+    batches = math.ceil(train_params.cells_per_epoch / train_params.batch_size)
+    return min(n_train_cells, batches * train_params.batch_size)
+
+
+def max_epochs(train_params: TrainParams, epoch_batches: int) -> int:
+    """``train.max_epochs``, fewer where ``train.max_steps`` runs out first.
+
+    The step budget is rounded up to whole epochs: Lightning does not validate an epoch that
+    ``max_steps`` cuts short, so its steps would never reach the kept checkpoint.
+    """
+    if train_params.max_steps < 0:
+        return train_params.max_epochs
+    return max(1, min(train_params.max_epochs, math.ceil(train_params.max_steps / max(epoch_batches, 1))))
+
+
+def build_trainer(train_params: TrainParams, workdir: str, precision: str, n_batches: int, n_cells: int,
              checkpoint: ModelCheckpoint, logger: Any, callbacks: list[Callback] | None) -> L.Trainer:
     progress_bar = progress_bar_on(train_params.enable_progress_bar)
+    epoch_batches = min(n_batches, math.ceil(epoch_cells(train_params, n_cells) / train_params.batch_size))
     return L.Trainer(
         accelerator=train_params.accelerator,
         devices=train_params.devices,
         num_nodes=train_params.num_nodes,
         strategy=train_params.strategy,
         precision=precision,
-        max_epochs=train_params.max_epochs,
+        max_epochs=max_epochs(train_params, epoch_batches),
+        # The loader shuffles, so each epoch's batches are a fresh random draw of the training cells.
+        limit_train_batches=epoch_batches,
         callbacks=[
             EarlyStopping(
                 monitor="val_loss", mode="min", patience=train_params.patience, min_delta=train_params.min_delta
