@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import Dataset
 
+from ..cellgraph import walk_mean
 from ..layout import to_grid
 from ..normalization import check_counts
 
@@ -111,24 +112,30 @@ def valid_pixels(layout: dict) -> np.ndarray:
     return to_grid(np.ones((1, len(layout["positions"])), dtype=np.float32), layout) > 0
 
 
-class CellDataset(Dataset):
-    """One cell at a time from a CSR matrix: its nonzero columns and values, plus its context row.
+class ContextRows:
+    """The scaled neighbour context of any cells, computed when a batch asks for it.
 
-    Densification happens in :class:`GridCollate`, one batch at a time.
+    Holds the walk (cells x cells) and the matrix it averages (cells x genes), both sparse, so no
+    dense cells x genes array of the whole data exists; ``ContextRows(...)(all cells)`` equals
+    ``scaler.transform(neighbour_context(...))``.
     """
 
-    def __init__(
-        self,
-        values: sp.csr_matrix,
-        context: np.ndarray | None = None,
-        cells: Any = None,
-        size_factors: np.ndarray | None = None,
-    ) -> None:
+    def __init__(self, walk: sp.csr_matrix, source: sp.csr_matrix, space: str, scaler: "GeneScaler") -> None:
+        self.walk, self.source, self.space, self.scaler = sp.csr_matrix(walk), source, space, scaler
+
+    def __call__(self, cells: Any) -> np.ndarray:
+        return self.scaler.transform(walk_mean(self.walk[np.asarray(cells)], self.source, self.space))
+
+
+class CellDataset(Dataset):
+    """One cell at a time from a CSR matrix: its index, nonzero columns and values, and size factor.
+
+    Densification happens in :class:`GeneCollate`, one batch at a time.
+    """
+
+    def __init__(self, values: sp.csr_matrix, cells: Any = None, size_factors: np.ndarray | None = None) -> None:
         self.values = sp.csr_matrix(values, dtype=np.float32)
         self.size_factors = None if size_factors is None else np.asarray(size_factors, dtype=np.float32)
-        self.context = None if context is None else np.asarray(context, dtype=np.float32)
-        if self.context is not None and self.context.shape != self.values.shape:
-            raise ValueError(f"context shape {self.context.shape} differs from values shape {self.values.shape}")
         self.cells = np.arange(self.values.shape[0]) if cells is None else np.asarray(cells, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -137,26 +144,44 @@ class CellDataset(Dataset):
     def __getitem__(self, item: int) -> tuple:
         cell = int(self.cells[item])
         start, end = self.values.indptr[cell], self.values.indptr[cell + 1]
-        context = None if self.context is None else self.context[cell]
         size_factor = None if self.size_factors is None else self.size_factors[cell]
-        return self.values.indices[start:end], self.values.data[start:end], context, size_factor
+        return cell, self.values.indices[start:end], self.values.data[start:end], size_factor
 
 
-class GridCollate:
-    """Builds a batch dict of ``(b, 1, H, W)`` float tensors: ``values``, ``valid`` and maybe ``context``."""
+class GeneCollate:
+    """A batch dict of ``(b, genes)`` float tensors, ``values`` and maybe ``context`` and ``size_factor``.
 
-    def __init__(self, layout: dict) -> None:
-        self.layout = {"positions": list(layout["positions"]), "shape": list(layout["shape"])}
-        self.n_genes = len(self.layout["positions"])
-        self.valid = torch.from_numpy(valid_pixels(self.layout))
+    Rows stay in gene order: the module lays them on the grid after the batch reaches its device
+    (:class:`GridScatter`), where the scatter is one indexed copy instead of a CPU pass per batch.
+    """
+
+    def __init__(self, n_genes: int, context: ContextRows | None = None) -> None:
+        self.n_genes = int(n_genes)
+        self.context = context
 
     def __call__(self, items: list[tuple]) -> dict[str, torch.Tensor]:
         dense = np.zeros((len(items), self.n_genes), dtype=np.float32)
-        for row, (columns, data, *_) in enumerate(items):
+        for row, (_, columns, data, _) in enumerate(items):
             dense[row, columns] = data
-        batch = {"values": torch.from_numpy(to_grid(dense, self.layout)), "valid": self.valid}
-        if items and items[0][2] is not None:
-            batch["context"] = torch.from_numpy(to_grid(np.stack([item[2] for item in items]), self.layout))
-        if items and len(items[0]) > 3 and items[0][3] is not None:
+        batch = {"values": torch.from_numpy(dense)}
+        if self.context is not None:
+            batch["context"] = torch.from_numpy(self.context([item[0] for item in items]))
+        if items and items[0][3] is not None:
             batch["size_factor"] = torch.tensor([item[3] for item in items], dtype=torch.float32).view(-1, 1, 1, 1)
         return batch
+
+
+class GridScatter(torch.nn.Module):
+    """Gene rows ``(b, genes)`` -> grids ``(b, 1, H, W)`` on whatever device the rows are (padding zero)."""
+
+    def __init__(self, layout: dict) -> None:
+        super().__init__()
+        self.shape = tuple(int(x) for x in layout["shape"])
+        self.register_buffer("positions", torch.as_tensor(np.asarray(layout["positions"], dtype=np.int64)),
+                             persistent=False)
+        self.register_buffer("valid", torch.from_numpy(valid_pixels(layout)), persistent=False)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        grid = rows.new_zeros((rows.shape[0], self.shape[0] * self.shape[1]))
+        grid[:, self.positions] = rows
+        return grid.view(rows.shape[0], 1, *self.shape)

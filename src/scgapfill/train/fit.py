@@ -36,8 +36,8 @@ from ..layout import to_grid, validate_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
 from ..params import ModelParams, TrainParams, parse
-from ..cellgraph import neighbour_context
-from .data import CellDataset, GeneScaler, GridCollate, as_counts_matrix
+from ..cellgraph import context_source, neighbour_walk
+from .data import CellDataset, ContextRows, GeneCollate, GeneScaler, as_counts_matrix
 from .module import GapFillModule
 from .resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
 from .trainer import (HISTORY_FILE, build_trainer, epoch_cells, resolve_num_threads, resolve_precision,
@@ -59,20 +59,12 @@ def split_cells(n_cells: int, val_fraction: float, seed: int, max_val_cells: int
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _loaders(
-    scaled: sp.csr_matrix,
-    context: np.ndarray | None,
-    layout: dict,
-    train_cells: np.ndarray,
-    val_cells: np.ndarray,
-    train_params: TrainParams,
-    size_factors: np.ndarray | None = None,
-) -> tuple[DataLoader, DataLoader]:
-    collate = GridCollate(layout)
+def _loaders(data: "TrainingData", n_genes: int, train_params: TrainParams) -> tuple[DataLoader, DataLoader]:
+    collate = GeneCollate(n_genes, data.context)
     workers = dict(num_workers=train_params.num_workers, persistent_workers=train_params.num_workers > 0)
     pin = uses_cuda(train_params.accelerator)
     train = DataLoader(
-        CellDataset(scaled, context, train_cells, size_factors),
+        CellDataset(data.scaled, data.train_cells, data.cell_sizes),
         batch_size=train_params.batch_size,
         shuffle=True,
         collate_fn=collate,
@@ -80,7 +72,7 @@ def _loaders(
         **workers,
     )
     val = DataLoader(
-        CellDataset(scaled, context, val_cells, size_factors),
+        CellDataset(data.scaled, data.val_cells, data.cell_sizes),
         batch_size=train_params.batch_size,
         shuffle=False,
         collate_fn=collate,
@@ -95,7 +87,7 @@ class TrainingData:
     """The scaled values the network trains on, the split of the cells and the scaler."""
 
     scaled: sp.csr_matrix
-    context: np.ndarray | None
+    context: ContextRows | None
     cell_sizes: np.ndarray
     train_cells: np.ndarray
     val_cells: np.ndarray
@@ -131,12 +123,10 @@ def training_data(
     scaler = scaler or GeneScaler.fit(values[train_cells])
     context = None
     if model_params.context_channel:
-        context = scaler.transform(
-            neighbour_context(
-                values, model_params.context_k, model_params.context_n_pcs, train_params.seed,
-                model_params.context_steps, model_params.context_space,
-            )
-        )
+        walk = neighbour_walk(values, model_params.context_k, model_params.context_n_pcs, train_params.seed,
+                              model_params.context_steps)
+        context = ContextRows(walk, context_source(values, model_params.context_space), model_params.context_space,
+                              scaler)
     return TrainingData(scaler.transform(values), context, cell_sizes, train_cells, val_cells, scaler)
 
 
@@ -144,8 +134,7 @@ def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params
            logger: Any, callbacks: list[Callback] | None, fingerprint: str,
            resumable: bool) -> tuple[dict, list[dict], float] | None:
     """Run Lightning; the best checkpoint, the per-epoch rows and the wall time (``None`` off rank 0)."""
-    train_loader, val_loader = _loaders(data.scaled, data.context, layout, data.train_cells, data.val_cells,
-                                        train_params, data.cell_sizes)
+    train_loader, val_loader = _loaders(data, len(layout["genes"]), train_params)
     deterministic_before = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -282,7 +271,7 @@ def fit_gapfill(
     L.seed_everything(train_params.seed, workers=True, verbose=False)
     gene_scale = to_grid(data.scaler.scale[None, :].astype(np.float32), layout)
     gene_scale[gene_scale == 0] = 1.0  # padding pixels
-    module = GapFillModule(model_params.model_dump(), train_params.model_dump(), torch.from_numpy(gene_scale))
+    module = GapFillModule(model_params.model_dump(), train_params.model_dump(), torch.from_numpy(gene_scale), layout)
     if start_from is not None:
         module.net.load_state_dict(start_from.state_dict)
     precision = resolve_precision(train_params)

@@ -10,6 +10,7 @@ import torch
 
 from ..masks import sample_training_mask
 from ..nn import build_unet, gapfill_loss, network_input
+from .data import GridScatter
 
 # Different streams for the training and validation masks, and per DDP rank.
 _VAL_SEED_OFFSET = 1_000_003
@@ -35,13 +36,16 @@ class GapFillModule(L.LightningModule):
     validation epoch, so ``val_loss`` is comparable across epochs.
     """
 
-    def __init__(self, model_params: dict, train_params: dict, gene_scale: torch.Tensor | None = None) -> None:
+    def __init__(self, model_params: dict, train_params: dict, gene_scale: torch.Tensor | None = None,
+                 layout: dict | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["gene_scale"])
+        self.save_hyperparameters(ignore=["gene_scale", "layout"])
         self.model_params = dict(model_params)
         self.train_params = dict(train_params)
         self.use_context = bool(self.model_params["context_channel"])
         self.net = build_unet(self.model_params)
+        # Batches of gene rows (GeneCollate) become grids on the batch's device; grids pass as they are.
+        self.to_grid = None if layout is None else GridScatter(layout)
         # (1, 1, H, W) per-gene scale of the sigmoid output, for the Poisson term; not part of the weights.
         self.register_buffer("gene_scale", gene_scale if gene_scale is not None else torch.ones(()), persistent=False)
         # Per-gene log inverse dispersion of the nb loss term: a training-only parameter, the
@@ -58,6 +62,12 @@ class GapFillModule(L.LightningModule):
         # cannot draw CUDA tensors; a torch.Generator cannot be pickled for ddp_spawn).
         self._train_generator: torch.Generator | None = None
         self._val_generator: torch.Generator | None = None
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        if self.to_grid is None or batch["values"].dim() == 4:
+            return batch
+        grids = {key: self.to_grid(batch[key]) for key in ("values", "context") if key in batch}
+        return {**batch, **grids, "valid": self.to_grid.valid}
 
     def forward(self, values: torch.Tensor, hidden: torch.Tensor | None = None, context: torch.Tensor | None = None):
         return self.net(network_input(values, hidden, context))
