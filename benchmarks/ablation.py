@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from scgapfill.benchmark import method_runners, run_benchmark, summarise, unet_method
@@ -110,14 +111,18 @@ def main(argv: list[str] | None = None) -> None:
     methods = {name: unet_method(merge(base, CONFIGS[name])) for name in args.configs}
     methods.update(method_runners({**base, "benchmark": {**base["benchmark"], "methods": args.baselines}}))
 
+    done: list[dict] = []
+
+    def report(row: dict) -> None:
+        print(f"  {row['dataset']:>16} {row['method']:>18} seed {row['seed']}: "
+              f"held-out r {row['heldout_pearson']:.4f} truth rmse {row.get('truth_rmse', float('nan')):.4f} "
+              f"ARI {row.get('ari_after', float('nan')):.3f} ({row['seconds']:.0f} s)", flush=True)
+        # Rows so far on disk after each one: a long run stopped part-way keeps its finished seeds.
+        done.append(row)
+        pd.DataFrame(done).to_csv(args.out, index=False)
+
     start = time.perf_counter()
-    runs = run_benchmark(base, methods=methods,
-                         on_result=lambda r: print(f"  {r['dataset']:>16} {r['method']:>18} seed {r['seed']}: "
-                                                   f"held-out r {r['heldout_pearson']:.4f} "
-                                                   f"truth rmse {r.get('truth_rmse', float('nan')):.4f} "
-                                                   f"ARI {r.get('ari_after', float('nan')):.3f} "
-                                                   f"({r['seconds']:.0f} s)", flush=True))
-    runs.to_csv(args.out, index=False)
+    runs = run_benchmark(base, methods=methods, on_result=report)
     _, markdown = summarise(runs)
     import torch
 

@@ -218,7 +218,8 @@ def load_input(input_params: InputParams | dict) -> ad.AnnData:
         default_label = "group"
     else:
         adata = read_counts_file(path)
-        default_label = None
+        # A file may name its own label column (the prepared real data sets do: scgapfill.real_data).
+        default_label = str(adata.uns.get("label_key") or "") or None
     check_not_empty(adata.n_obs, adata.n_vars, path or EMBEDDED)
     adata = _use_count_layer(adata, path or EMBEDDED)
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
