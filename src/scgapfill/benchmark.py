@@ -17,7 +17,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, real_data
 from .baselines import available_baselines
 from .evaluate import derived_labels, score_method
 from .params import parse
@@ -44,9 +44,9 @@ DERIVED_ARI_NOTE = ("ARI here is against labels derived by clustering the same c
 def prepare_dataset(name: str, parameters: dict) -> ad.AnnData:
     """Load and process one data set with the data_processing pipeline's node functions."""
     input_params = dict(parameters.get("input", {}))
-    input_params["path"] = "" if name == io.EMBEDDED else name
-    if name in (io.EMBEDDED, io.SIMULATED):
-        input_params["label_key"] = None  # their own labels (bulk_labels, group), whatever input.label_key says
+    input_params["path"] = "" if name == io.EMBEDDED else real_data.resolve(name)
+    if name in (io.EMBEDDED, io.SIMULATED, *real_data.DATASETS):
+        input_params["label_key"] = None  # their own labels (bulk_labels, group, ...), whatever input.label_key says
     adata = processing.quality_control(processing.load_counts(input_params), parameters.get("qc", {}))
     return processing.select_genes(processing.normalize(adata, parameters.get("normalize", {})),
                                    parameters.get("hvg", {}))

