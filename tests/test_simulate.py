@@ -1,6 +1,9 @@
-"""The Splatter-like simulator: determinism, shapes, dropout and group structure."""
+"""The Splatter-like simulator: determinism, shapes, dropout and group structure; blocks, truth switch, writer."""
 
 from __future__ import annotations
+
+import hashlib
+import tracemalloc
 
 import anndata as ad
 import numpy as np
@@ -9,6 +12,7 @@ import scipy.sparse as sp
 
 from scgapfill import simulate
 from scgapfill.params import ParameterError, SimulationParams
+from scgapfill.simulate import write_simulation
 
 KW = dict(n_cells=120, n_genes=80, n_groups=3)
 
@@ -112,3 +116,176 @@ def test_no_de_means_no_group_differences() -> None:
     proportions = mean / mean.sum(axis=1, keepdims=True)
     # Without DE every cell draws from the same gene proportions.
     np.testing.assert_allclose(proportions, np.broadcast_to(proportions[0], proportions.shape), rtol=1e-5)
+
+
+# --- chunk_cells and truth: the blockwise generator, the truth switch and the block-by-block writer ---
+
+CHUNKED = dict(n_cells=3000, n_genes=200, n_groups=4, seed=3, chunk_cells=700)  # a short last block
+
+
+def _digest(a: ad.AnnData) -> str:
+    """Everything simulate draws, hashed: the exact bits, not a tolerance."""
+    h = hashlib.sha256()
+    for m in (a.X, a.layers["true_counts"]):
+        m = sp.csr_matrix(m)
+        for part in (m.data.astype(np.float32), m.indices.astype(np.int64), m.indptr.astype(np.int64)):
+            h.update(np.ascontiguousarray(part).tobytes())
+    h.update(np.ascontiguousarray(a.layers["true_mean"], dtype=np.float32).tobytes())
+    h.update(a.obs["group"].astype(str).str.cat(sep=",").encode())
+    h.update(a.obs["true_lib_size"].to_numpy(np.float64).tobytes())
+    h.update(a.var["base_mean"].to_numpy(np.float64).tobytes())
+    h.update(a.var["de_groups"].str.cat(sep=";").encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        # Hashes of the generator before chunk_cells existed (commit 93b2fd6; numpy 2.4.6). The documented
+        # figures were made with it: if this fails, chunk_cells=0 no longer reproduces them (or numpy
+        # changed a distribution's stream, which its policy allows for Generator: check before updating).
+        (dict(n_cells=200, n_genes=100, n_groups=4, seed=3),
+         "477077a3e23a8b5969de99802144b692f0ed5608335e697070f198c0d7c3710f"),
+        (dict(n_cells=150, n_genes=60, n_groups=2, seed=7, bcv=0.0),
+         "80c68d0baa9729ea4d4c2e08619bc2ac4c4117be4391c217eccfeba98f57f11b"),
+    ],
+)
+def test_one_block_output_is_unchanged(kw: dict, expected: str) -> None:
+    assert _digest(simulate(**kw)) == expected
+    assert _digest(simulate(**kw, chunk_cells=0, truth=True)) == expected
+
+
+def test_chunked_same_seed_same_data() -> None:
+    a, b = simulate(**CHUNKED), simulate(**CHUNKED)
+    assert _digest(a) == _digest(b)
+    assert a.X.nnz > 0 and a.X.dtype == np.float32
+    other_seed = simulate(**{**CHUNKED, "seed": 4})
+    assert not np.array_equal(_dense(other_seed.X), _dense(a.X))
+    # The blocks are other draws than the one-block generator's, and than other block sizes'.
+    for other in (simulate(**{**CHUNKED, "chunk_cells": 0}), simulate(**{**CHUNKED, "chunk_cells": 1000})):
+        assert not np.array_equal(_dense(other.X), _dense(a.X))
+
+
+def test_chunked_has_the_one_block_shape_and_annotations() -> None:
+    a = simulate(**CHUNKED)
+    one = simulate(**{**CHUNKED, "chunk_cells": 0})
+    assert a.shape == one.shape and sp.isspmatrix_csr(a.X)
+    assert list(a.obs_names) == list(one.obs_names) and list(a.var_names) == list(one.var_names)
+    assert sp.issparse(a.layers["true_counts"]) and a.layers["true_mean"].dtype == np.float32
+    assert a.layers["true_mean"].shape == a.shape
+    # Gene means, DE genes and cell groups are drawn as in one block: same genes, same cell types.
+    assert a.var.equals(one.var)
+    assert list(a.obs["group"]) == list(one.obs["group"])
+    x, true = _dense(a.X), _dense(a.layers["true_counts"])
+    assert (x <= true).all() and np.array_equal(x[x > 0], true[x > 0])
+    assert a.uns["label_key"] == "group" and a.uns["simulation"]["chunk_cells"] == 700
+
+
+def test_chunked_matches_the_one_block_distribution() -> None:
+    kw = dict(n_cells=4000, n_genes=300, n_groups=4, seed=1)
+    one, chunked = simulate(**kw), simulate(**kw, chunk_cells=900)
+    x1, x2 = _dense(one.X), _dense(chunked.X)
+    m1, m2 = x1.mean(axis=0), x2.mean(axis=0)
+    expressed = m1 > 0.5
+    assert expressed.sum() > 50
+    np.testing.assert_allclose(m2[expressed], m1[expressed], rtol=0.15)
+    np.testing.assert_allclose((x2 == 0).mean(axis=0), (x1 == 0).mean(axis=0), atol=0.06)
+    assert chunked.uns["simulation"]["dropout_rate"] == pytest.approx(one.uns["simulation"]["dropout_rate"], abs=0.01)
+    assert x2.sum(axis=1).mean() == pytest.approx(x1.sum(axis=1).mean(), rel=0.02)
+    true_mean1, true_mean2 = one.layers["true_mean"].mean(axis=0), chunked.layers["true_mean"].mean(axis=0)
+    np.testing.assert_allclose(true_mean2, true_mean1, rtol=0.05)
+
+
+@pytest.mark.parametrize("chunk_cells", [0, 700])
+def test_truth_off_drops_only_the_truth_layers(chunk_cells: int) -> None:
+    kw = {**CHUNKED, "chunk_cells": chunk_cells}
+    with_truth, without = simulate(**kw), simulate(**kw, truth=False)
+    assert set(with_truth.layers) == {"true_counts", "true_mean"} and not without.layers
+    assert (with_truth.X != without.X).nnz == 0
+    assert without.obs.equals(with_truth.obs)
+    assert without.uns["simulation"]["dropout_rate"] == with_truth.uns["simulation"]["dropout_rate"]
+
+
+def test_evaluation_without_truth_layers_skips_the_truth_metrics() -> None:
+    from scgapfill import masks
+    from scgapfill.evaluate import build_evaluation_data, score_method
+    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.preprocessing import normalize, quality_control, select_genes
+
+    adata = simulate(n_cells=150, n_genes=80, n_groups=3, seed=2, lib_loc=8.0, chunk_cells=60, truth=False)
+    adata = select_genes(normalize(quality_control(adata, {"min_genes": 5, "min_cells": 1}), {}), {})
+    counts = sp.csr_matrix(adata.layers["counts"])
+    mask = masks.heldout_mask(counts, 0.1, seed=0)
+    masked = masks.apply_mask(counts, mask)
+    train, test = masks.mcv_split(masked, 0.9, seed=0)
+    data = build_evaluation_data(adata, mask, train, test)
+    assert data.truth_counts is None and data.truth_mean is None
+    scores = score_method(data, lognorm(masked, size_factors(masked)).toarray(), None, {"plots": False}).metrics
+    assert "heldout_rmse" in scores
+    assert not any(key.startswith("truth_") or key == "false_corr_rate" for key in scores)
+
+
+def test_chunked_memory_is_bounded_by_the_result_and_a_block(tmp_path) -> None:
+    n_cells, n_genes, chunk = 50_000, 500, 1000
+    kw = dict(n_cells=n_cells, n_genes=n_genes, seed=0, chunk_cells=chunk, truth=False)
+    dense = n_cells * n_genes * 8  # one cells x genes float64 array: 200 MB, what one block would build many of
+    block = chunk * n_genes * 8
+
+    tracemalloc.start()
+    try:
+        a = simulate(**kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    x_bytes = a.X.data.nbytes + a.X.indices.nbytes + a.X.indptr.nbytes
+    # Measured: X 88 MB (43% of entries nonzero), peak 103 MB; stacking by concatenation would double X.
+    assert peak < x_bytes + 6 * block + 8e6
+    assert peak < 0.6 * dense
+    del a
+
+    tracemalloc.start()
+    try:
+        write_simulation(tmp_path / "big.h5ad", **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Written block by block: no X in memory at all (measured 17 MB).
+    assert peak < 0.2 * dense
+
+
+@pytest.mark.parametrize("truth", [True, False])
+def test_written_file_reads_back_as_the_simulation(tmp_path, truth: bool) -> None:
+    kw = {**CHUNKED, "truth": truth}
+    path = write_simulation(tmp_path / "sim" / "cells.h5ad", **kw)
+    assert path == tmp_path / "sim" / "cells.h5ad"
+    assert [p.name for p in path.parent.iterdir()] == ["cells.h5ad"]  # the temporary file renamed, none left
+    expected = simulate(**kw)
+
+    backed = ad.read_h5ad(path, backed="r")
+    try:
+        assert backed.shape == expected.shape
+        assert (sp.csr_matrix(backed.X[:]) != expected.X).nnz == 0
+        assert (sp.csr_matrix(backed.X[100:900]) != expected.X[100:900]).nnz == 0
+        assert backed.obs.equals(expected.obs) and backed.var.equals(expected.var)
+        assert backed.obs["group"].dtype == "category"
+    finally:
+        backed.file.close()
+
+    loaded = ad.read_h5ad(path)
+    assert set(loaded.layers) == set(expected.layers)
+    if truth:
+        assert (loaded.layers["true_counts"] != expected.layers["true_counts"]).nnz == 0
+        np.testing.assert_array_equal(loaded.layers["true_mean"], expected.layers["true_mean"])
+    assert loaded.uns["label_key"] == "group"
+    assert dict(loaded.uns["simulation"]) == expected.uns["simulation"]
+
+
+def test_one_block_write_matches_simulate(tmp_path) -> None:
+    kw = {**CHUNKED, "chunk_cells": 0}
+    loaded = ad.read_h5ad(write_simulation(tmp_path / "one.h5ad", kw))
+    assert _digest(loaded) == _digest(simulate(**kw))
+
+
+def test_invalid_chunk_cells_is_refused() -> None:
+    with pytest.raises(ParameterError, match=r"input\.simulation\.chunk_cells"):
+        simulate(chunk_cells=-1)

@@ -46,6 +46,12 @@ class SimulationParams(_Params):
     bcv: float = Field(0.2, ge=0)
     dropout_mid: float = 0.0
     dropout_shape: float = Field(-1.0, lt=0)
+    # 0: the whole data set drawn at once, the generator the documented figures were made with.
+    # Above 0: cells drawn in blocks of this many, each from its own random stream, so memory is
+    # bounded by one block and the data depend on the seed and chunk_cells only.
+    chunk_cells: int = Field(0, ge=0)
+    # False skips layers true_counts and true_mean (true_mean is dense: 8 GB at 1M x 2000 in float32).
+    truth: bool = True
 
 
 class InputParams(_Params):
