@@ -10,7 +10,6 @@ conf/base/parameters_*.yml are the base; a configuration overrides nested keys.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import platform
@@ -19,9 +18,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from scgapfill.benchmark import method_runners, run_benchmark, summarise, unet_method
+from scgapfill.params import dotted_overrides, merged, read_parameter_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,30 +66,11 @@ CONFIGS: dict[str, dict] = {
 
 
 def base_parameters() -> dict:
-    params: dict = {}
-    for path in sorted((ROOT / "conf" / "base").glob("parameters*.yml")):
-        params.update(yaml.safe_load(path.read_text()) or {})
-    return params
+    return read_parameter_files(ROOT / "conf" / "base")
 
 
-def merge(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def overrides(items: list[str]) -> dict:
-    """``["train.max_epochs=5", ...]`` as nested dicts for :func:`merge` (values read as YAML)."""
-    out: dict = {}
-    for item in items:
-        key, value = item.split("=", 1)
-        cursor = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            cursor = cursor.setdefault(part, {})
-        cursor[leaf] = yaml.safe_load(value)
-    return out
+# Kept under these names for the other scripts here that import them.
+merge, overrides = merged, dotted_overrides
 
 
 def main(argv: list[str] | None = None) -> None:

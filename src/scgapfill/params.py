@@ -7,7 +7,10 @@ Nodes validate their own section again so the package can be used from a noteboo
 
 from __future__ import annotations
 
+import copy
 import difflib
+import os
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -338,3 +341,38 @@ def validate_all(parameters: dict) -> dict[str, Any]:
     if problems:
         raise ParameterError("Invalid parameter(s); fix them in conf/base/parameters*.yml or --params:\n" + "\n".join(problems))
     return parsed
+
+
+def read_parameter_files(conf: str | os.PathLike = "conf/base") -> dict:
+    """Every section of the project's ``parameters*.yml`` files, for scripts that run outside Kedro."""
+    import yaml
+
+    params: dict = {}
+    for path in sorted(Path(conf).glob("parameters*.yml")):
+        params.update(yaml.safe_load(path.read_text()) or {})
+    return params
+
+
+def dotted_overrides(items: list[str]) -> dict:
+    """``["train.max_epochs=5", ...]`` as nested dicts for :func:`merged` (values read as YAML)."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ParameterError(f"override {item!r}: write section.key=value, e.g. train.max_epochs=5")
+        cursor = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            cursor = cursor.setdefault(part, {})
+        cursor[leaf] = yaml.safe_load(value)
+    return out
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` laid over it, nested dicts merged key by key (neither is changed)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
