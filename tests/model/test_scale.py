@@ -59,3 +59,19 @@ def test_no_dense_cells_by_genes_array_of_the_whole_data_is_made():
     # One dense float32 copy of the whole data alone would exceed this bound.
     assert peak < dense_bytes / 2, f"peak {peak / 1e6:.0f} MB against {dense_bytes / 1e6:.0f} MB dense"
     assert isinstance(data.scaler, GeneScaler)
+
+
+def test_the_gpu_settings_train_and_impute_on_the_cpu(counts, layout, model_params):
+    """bf16 mixed precision and loader workers, as a GPU run uses them, on the CPU: the same code path
+    up to the device (pinned memory alone needs CUDA)."""
+    from scgapfill.imputation import impute_counts
+    from scgapfill.params import ImputeParams
+    from scgapfill.train.fit import fit_gapfill
+
+    params = TrainParams(max_epochs=2, patience=2, batch_size=16, accelerator="cpu", devices=1, num_workers=2,
+                         precision="bf16-mixed", enable_progress_bar=False)
+    bundle = fit_gapfill(counts, layout, model_params, params)
+    assert bundle.info["precision"] == "bf16-mixed"
+    assert np.isfinite(bundle.history["val_loss"]).all() and len(bundle.history) == 2
+    out = impute_counts(bundle, counts, ImputeParams())
+    assert out.shape == counts.shape and np.isfinite(out).all()
