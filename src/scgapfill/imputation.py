@@ -237,6 +237,10 @@ def imputed_chunks(
         yield chunk, as_composition(out) if params.scale == "composition" else out
 
 
+# Cells imputed at a time by impute_counts (rounded up to whole batches).
+IN_MEMORY_CHUNK_CELLS = 16384
+
+
 def impute_counts(
     bundle: Any,
     counts_csr: Any,
@@ -266,7 +270,11 @@ def impute_counts(
         (``impute.scale: composition``) or are per 1e4 of the cell's observed counts
         (``observed_library``; the filled cell then sums to more).
     """
+    batch_size = (bundle.impute if params is None else parse("impute", params)).batch_size
+    # Whole batches per chunk, so the numbers are those of one chunk; beyond one chunk the output's
+    # float32 array is the only whole-data array held (the smoothing's float64 work is per chunk).
+    chunk_size = -(-IN_MEMORY_CHUNK_CELLS // batch_size) * batch_size
     out = np.empty((counts_csr.shape[0], len(bundle.gene_names)), dtype=np.float32)
-    for rows, values in imputed_chunks(bundle, counts_csr, params, device):
+    for rows, values in imputed_chunks(bundle, counts_csr, params, device, chunk_size=chunk_size):
         out[rows] = values
     return out

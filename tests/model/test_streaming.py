@@ -133,3 +133,12 @@ def test_a_failure_midway_leaves_the_previous_output_untouched(bundle, counts, t
         AnnDataDataset(filepath=str(target)).save(result)
     assert target.read_bytes() == b"previous result"
     assert [p.name for p in tmp_path.iterdir()] == ["imputed.h5ad"], "no temporary file may be left behind"
+
+
+def test_impute_counts_beyond_one_chunk_gives_the_one_chunk_numbers(bundle, counts, monkeypatch):
+    params = ImputeParams(batch_size=16, output_smoothing=0.5)
+    whole = np.vstack([values for _, values in imputed_chunks(bundle, counts, params, chunk_size=None)])
+    from scgapfill import imputation
+
+    monkeypatch.setattr(imputation, "IN_MEMORY_CHUNK_CELLS", 40)  # rounded up to 48: three batches
+    np.testing.assert_array_equal(impute_counts(bundle, counts, params), whole)
