@@ -1,0 +1,66 @@
+"""Smoke test of benchmarks/scale.py: one tiny size, the U-Net and kNN, and one chunked inference.
+
+Only the shape of the output and finite quality figures are checked, never timings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "benchmarks" / "scale.py"
+METHODS = ["unet", "knn"]
+QUALITY = ["held-out r", "per-gene r", "truth-mean RMSE"]
+
+
+def _table(stdout: str, first_header: str) -> pd.DataFrame:
+    """The markdown table of ``stdout`` whose first column is ``first_header`` and whose rows follow it."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    header = [cell.strip() for cell in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return pd.DataFrame(rows, columns=header)
+
+
+def test_scale_benchmark_tiny_run(tmp_path: Path) -> None:
+    out = tmp_path / "scale.csv"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    # 200 genes: QC's min_genes must come down for cells to pass it; one training thread keeps it quick.
+    command = [sys.executable, str(SCRIPT), "--sizes", "300", "--genes", "200", "--baselines", "knn",
+               "--set", "train.max_epochs=1", "train.num_threads=1", "qc.min_genes=10",
+               "--inference-sizes", "400", "--out", str(out), "--tmpdir", str(tmp_path)]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    table = _table(proc.stdout, "cells")
+    assert list(table["method"]) == METHODS
+    assert set(table["cells"]) == {"300"}
+    assert {"seconds", "graph/context s", "training s", "smoothing s", "peak RSS (MB)", "× MAGIC", *QUALITY} <= set(
+        table.columns)
+    for column in QUALITY:
+        assert all(math.isfinite(float(value)) for value in table[column]), (column, list(table[column]))
+    # No MAGIC in this run: there is no time to divide by.
+    assert set(table["× MAGIC"]) == {"–"}
+
+    runs = pd.read_csv(out)
+    assert len(runs) == 1 * len(METHODS)
+    assert sorted(runs["method"]) == sorted(METHODS)
+    assert runs[["heldout_pearson", "heldout_gene_pearson_median", "truth_mean_rmse"]].notna().all().all()
+
+    inference = _table(proc.stdout, "cells | genes | chunk size")
+    assert list(inference["cells"]) == ["400"]
+    assert float(inference["peak RSS (MB)"].iloc[0]) > 0
+    assert len(pd.read_csv(tmp_path / "scale_inference.csv")) == 1
+    # Temporary data go in --tmpdir and are removed at the end.
+    assert not list(tmp_path.glob("scgapfill-scale-*"))
