@@ -73,6 +73,19 @@ def base_parameters() -> dict:
 merge, overrides = merged, dotted_overrides
 
 
+def print_variant_tables(frame: pd.DataFrame, metrics: list[str]) -> None:
+    """Mean ± sd over seeds per data set and ``variant`` (the probes' tables), metrics with any value."""
+    for dataset, rows in frame.groupby("dataset", sort=False):
+        columns = [c for c in metrics if rows[c].notna().any()]
+        print(f"### {dataset} ({rows.n_cells.iloc[0]} cells x {rows.n_genes.iloc[0]} genes; training "
+              f"{rows.training_seconds.mean():.0f} s per seed)\n")
+        print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+        for name, group in rows.groupby("variant", sort=False):
+            cells = [f"{group[c].mean():.4f} ± {group[c].std(ddof=1) if len(group) > 1 else 0:.4f}" for c in columns]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))

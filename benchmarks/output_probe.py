@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ablation import base_parameters, merge, overrides
+from ablation import base_parameters, merge, overrides, print_variant_tables
 from scgapfill.benchmark import method_runners, prepare_dataset
 from scgapfill.evaluate import score_method
 from scgapfill.model import GapFill
@@ -84,15 +84,7 @@ def main() -> None:
     print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS "
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; mask seeds 0-{args.seeds - 1}, mean ± sd; "
           f"overrides: {' '.join(args.set) or 'none'}\n")
-    for dataset, rows in frame.groupby("dataset", sort=False):
-        columns = [c for c in COLUMNS if rows[c].notna().any()]
-        print(f"### {dataset} ({rows.n_cells.iloc[0]} cells x {rows.n_genes.iloc[0]} genes; training "
-              f"{rows.training_seconds.mean():.0f} s per seed)\n")
-        print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
-        for name, group in rows.groupby("variant", sort=False):
-            cells = [f"{group[c].mean():.4f} ± {group[c].std(ddof=1) if len(group) > 1 else 0:.4f}" for c in columns]
-            print(f"| {name} | " + " | ".join(cells) + " |")
-        print()
+    print_variant_tables(frame, COLUMNS)
 
 
 if __name__ == "__main__":

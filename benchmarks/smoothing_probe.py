@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ablation import base_parameters
+from ablation import base_parameters, print_variant_tables
 from scgapfill.baselines import run_baseline
 from scgapfill.benchmark import prepare_dataset
 from scgapfill.cellgraph import diffuse, knn_graph, pca_embedding
@@ -106,15 +106,7 @@ def main() -> None:
         frame.to_csv(args.out, index=False)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}; mask seeds 0-{args.seeds - 1}, mean ± sd\n")
-    for dataset, rows in frame.groupby("dataset", sort=False):
-        columns = [c for c in COLUMNS if rows[c].notna().any()]
-        print(f"### {dataset} ({rows.n_cells.iloc[0]} cells x {rows.n_genes.iloc[0]} genes; training "
-              f"{rows.training_seconds.mean():.0f} s per seed)\n")
-        print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
-        for name, group in rows.groupby("variant", sort=False):
-            cells = [f"{group[c].mean():.4f} ± {group[c].std(ddof=1) if len(group) > 1 else 0:.4f}" for c in columns]
-            print(f"| {name} | " + " | ".join(cells) + " |")
-        print()
+    print_variant_tables(frame, COLUMNS)
 
 
 if __name__ == "__main__":
