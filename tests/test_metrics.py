@@ -101,6 +101,30 @@ def test_heldout_gene_pearson_median_by_hand():
     assert heldout_scores(imputed, truth[few], rows[few], cols[few])["heldout_gene_pearson_median"] == pytest.approx(1.0)
 
 
+def test_heldout_gene_pearson_given_depth_separates_depth_from_cell_signal():
+    rng = np.random.default_rng(2)
+    n_cells, n_genes = 300, 4
+    library = rng.lognormal(7.5, 0.6, size=n_cells)
+    signal = rng.normal(size=(n_cells, n_genes))
+    # One count weighs more in a shallow cell: the true values fall with depth, plus the cells' own signal.
+    truth_by_gene = -np.log(library)[:, None] + signal + 0.3 * rng.normal(size=(n_cells, n_genes))
+    rows = np.tile(np.arange(n_cells), n_genes)
+    cols = np.repeat(np.arange(n_genes), n_cells)
+    truth = truth_by_gene.T.ravel()
+    depth_only = np.repeat((1.0 / library)[:, None], n_genes, axis=1)  # knows the depth, nothing else
+    both = -np.log(library)[:, None] + signal
+    scores = {name: heldout_scores(imputed, truth, rows, cols, library)
+              for name, imputed in (("depth", depth_only), ("signal", signal), ("both", both))}
+    assert scores["depth"]["heldout_gene_pearson_median"] > 0.4
+    assert abs(scores["depth"]["heldout_gene_pearson_given_depth"]) < 0.15
+    assert scores["signal"]["heldout_gene_pearson_given_depth"] > 0.9
+    assert scores["both"]["heldout_gene_pearson_given_depth"] == pytest.approx(
+        scores["signal"]["heldout_gene_pearson_given_depth"], abs=0.02)
+    assert "heldout_gene_pearson_given_depth" not in heldout_scores(signal, truth, rows, cols)
+    with pytest.raises(ValueError, match="one total >= 0 per cell"):
+        heldout_scores(signal, truth, rows, cols, library[:-1])
+
+
 def test_heldout_validation(heldout_case):
     imputed, rows, cols = heldout_case
     truth = imputed[rows, cols]

@@ -137,7 +137,8 @@ def score_method(
     imputed = np.asarray(imputed, dtype=np.float64)
     if imputed.shape != data.masked_counts.shape:
         raise ValueError(f"imputed matrix is {imputed.shape}, the masked counts are {data.masked_counts.shape}")
-    scores: dict[str, float] = dict(metrics.heldout_scores(imputed, data.heldout_truth, data.rows, data.cols))
+    library = np.asarray(data.masked_counts.sum(axis=1)).ravel()
+    scores: dict[str, float] = dict(metrics.heldout_scores(imputed, data.heldout_truth, data.rows, data.cols, library))
     if denoised_mcv is not None:
         scores.update(metrics.mcv_scores(denoised_mcv, data.mcv_train, data.mcv_test))
 

@@ -223,7 +223,7 @@ class EvaluationParams(_Params):
 
 # The names scgapfill.baselines.BASELINES registers (a test keeps the two equal); here so that a
 # typo fails at validation without importing the baselines' libraries.
-BASELINE_NAMES = ("none", "gene_mean", "knn", "magic", "alra", "scvi")
+BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "magic", "alra", "scvi")
 MODEL_METHOD = "unet"
 
 
@@ -235,7 +235,7 @@ def _known_methods(methods: list[str], known: tuple[str, ...]) -> list[str]:
 
 
 class BaselinesParams(_Params):
-    methods: list[str] = ["none", "gene_mean", "knn", "magic", "alra"]
+    methods: list[str] = ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"]
     knn_k: int = Field(15, ge=1)
 
     _split_methods = field_validator("methods", mode="before")(_name_list)
@@ -248,7 +248,7 @@ class BaselinesParams(_Params):
 
 class BenchmarkParams(_Params):
     datasets: list[str] = ["pbmc68k_reduced", "simulated"]
-    methods: list[str] = ["none", "gene_mean", "knn", "magic", "alra", "unet"]
+    methods: list[str] = ["none", "gene_mean", "gene_depth", "knn", "magic", "alra", "unet"]
     n_seeds: int = Field(3, ge=1)
 
     _split_lists = field_validator("datasets", "methods", mode="before")(_name_list)

@@ -8,10 +8,10 @@ from scgapfill.baselines import BASELINES, available_baselines, run_baseline
 from scgapfill.baselines.alra import alra, choose_k
 from scgapfill.baselines.magic import magic
 from scgapfill.baselines.scvi import scvi
-from scgapfill.baselines.simple import gene_mean, knn, none
+from scgapfill.baselines.simple import expected_nonzero_lognorm, gene_depth, gene_mean, knn, none
 from scgapfill.normalization import lognorm, size_factors
 
-FAST = ["none", "gene_mean", "knn", "alra"]
+FAST = ["none", "gene_mean", "gene_depth", "knn", "alra"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,36 @@ def test_gene_mean_by_hand():
     assert out[0, 1] == pytest.approx(gene1)
     np.testing.assert_allclose(out[[0, 1, 3], 0], ln[[0, 1, 3], 0])  # nonzeros kept
     np.testing.assert_array_equal(out[:, 2], 0.0)  # a gene with no counts stays 0
+
+
+@pytest.mark.parametrize("mean", [0.0, 1e-5, 0.3, 4.0, 29.0, 31.0, 250.0])
+def test_expected_nonzero_lognorm_equals_the_poisson_sum(mean):
+    from scipy.stats import poisson
+
+    library = 1800.0
+    counts = np.arange(1, 5000)
+    probability = poisson.pmf(counts, mean) if mean else (counts == 1).astype(float)
+    exact = (probability * np.log1p(1e4 * counts / library)).sum() / probability.sum()
+    assert expected_nonzero_lognorm(mean, library) == pytest.approx(exact, abs=1e-3 if mean > 30 else 1e-9)
+
+
+def test_expected_nonzero_lognorm_refuses_negative_means():
+    with pytest.raises(ValueError, match=">= 0"):
+        expected_nonzero_lognorm(np.array([-1.0]), 100.0)
+
+
+def test_gene_depth_by_hand():
+    out = gene_depth(sp.csr_matrix(SMALL))
+    ln = np.log1p(SMALL / SMALL.sum(axis=1, keepdims=True) * 1e4)
+    library = SMALL.sum(axis=1)
+    share = SMALL.sum(axis=0) / SMALL.sum()
+    nonzero = SMALL > 0
+    np.testing.assert_allclose(out[nonzero], ln[nonzero])  # observed counts kept
+    assert out[2, 0] == pytest.approx(expected_nonzero_lognorm(share[0] * library[2], library[2]))
+    assert out[0, 1] == pytest.approx(expected_nonzero_lognorm(share[1] * library[0], library[0]))
+    # A gene with no counts: one count's value at the cell's depth, deeper cells lower.
+    np.testing.assert_allclose(out[:, 2], np.log1p(1e4 / library))
+    assert out[1, 2] < out[0, 2]
 
 
 def test_knn_averages_the_nearest_cells():
@@ -256,12 +286,12 @@ def test_magic_validation(groups):
 
 
 def test_registry_names():
-    assert set(BASELINES) == {"none", "gene_mean", "knn", "magic", "alra", "scvi"}
+    assert set(BASELINES) == {"none", "gene_mean", "gene_depth", "knn", "magic", "alra", "scvi"}
 
 
 def test_available_baselines_drops_scvi_when_missing(monkeypatch):
     _no_scvi(monkeypatch)
-    assert available_baselines() == ["none", "gene_mean", "knn", "magic", "alra"]
+    assert available_baselines() == ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"]
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     assert "scvi" in available_baselines()
 

@@ -20,6 +20,7 @@ __all__ = ["BASELINES", "available_baselines", "run_baseline"]
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "none": simple.none,
     "gene_mean": simple.gene_mean,
+    "gene_depth": simple.gene_depth,
     "knn": simple.knn,
     "magic": magic.magic,
     "alra": alra.alra,
