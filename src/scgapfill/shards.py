@@ -118,7 +118,7 @@ def prepare_shards(counts: Any, genes: list[str], shard_dir: str | Path, n_shard
     _existing_shards(shard_dir)
     model_params, train_params = parse("model", params.get("model")), parse("train", params.get("train"))
     layout_params, impute_params = parse("layout", params.get("layout")), parse("impute", params.get("impute"))
-    n_cells = sp.csr_matrix(counts).shape[0] if not isinstance(counts, np.ndarray) else counts.shape[0]
+    n_cells = counts.shape[0]
     # The split is cheap: refuse a wrong shard count before the layout and the neighbour search.
     n_train, n_val = (len(part) for part in split_cells(n_cells, train_params.val_fraction, train_params.seed,
                                                            train_params.max_val_cells))

@@ -190,3 +190,15 @@ def test_what_the_preparation_fixed_cannot_be_changed_at_training(counts_file, t
 def test_the_precomputed_context_answers_like_context_rows():
     rows = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_array_equal(ContextArray(rows)([2, 0]), rows[[2, 0]])
+
+
+def test_one_process_alone_reads_every_shard_and_trains(counts_file, tmp_path):
+    from scgapfill.train.sharded import fit_from_shards, shard_parameters
+
+    shard_dir = tmp_path / "shards"
+    prepare(counts_file, shard_dir, 2)
+    meta = read_metadata(shard_dir)
+    bundle = fit_from_shards(shard_dir, meta, shard_parameters(meta, {"train": {"max_epochs": 1}}), 0, 1)
+    assert bundle.info["trained_from"] == "shards" and len(bundle.history) == 1
+    assert (bundle.info["n_train_cells"], bundle.info["n_val_cells"]) == (51, 13)
+    assert bundle.layout["genes"] == meta["layout"]["genes"]

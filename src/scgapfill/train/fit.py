@@ -12,6 +12,9 @@ Distributed training
   ranks return ``None``: callers must save or log only when the result is not
   ``None``. Inside ``kedro run`` this re-runs the whole pipeline per rank; use it
   only under ``torchrun``/SLURM launchers.
+
+Ranks that each read only their own cells, prepared once by :mod:`scgapfill.shards`, train through
+the same :func:`_train` and :func:`_bundle` (:mod:`scgapfill.train.sharded`).
 """
 
 from __future__ import annotations
