@@ -78,7 +78,9 @@ def check_shard_count(n_shards: int, n_train: int, n_val: int) -> None:
 
 def _existing_shards(shard_dir: Path) -> None:
     if (shard_dir / META_FILE).exists():
-        raise ShardError(f"{shard_dir} already holds prepared shards ({META_FILE}); give an empty folder or remove them")
+        raise ShardError(
+            f"{shard_dir} already holds prepared shards ({META_FILE}); give an empty folder or remove them"
+        )
     leftovers = sorted(shard_dir.glob("shard_*.h5ad"))
     if leftovers:
         raise ShardError(
@@ -262,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("counts", type=Path, help="an .h5ad with raw counts (layers['counts'] or X)")
     parser.add_argument("shard_dir", type=Path, help="an empty (or new) folder for the shard files")
-    parser.add_argument("--shards", type=int, required=True, help="how many shard files (a multiple of the ranks)")
+    parser.add_argument("--shards", type=int, required=True, metavar="N",
+                        help="how many shard files (a multiple of the ranks that will train)")
     parser.add_argument("--layer", default="counts", help="layer of raw counts; 'X' reads X (default: counts)")
     parser.add_argument("--conf", type=Path, default=CONF, help="folder of parameters*.yml (default: conf/base)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
