@@ -31,6 +31,18 @@ def compute_gene_layout(values: Any, genes: list[str], layout: LayoutParams | di
     return compute_layout(values, list(genes), strategy=params.strategy, divisor=2**depth, seed=params.seed)
 
 
+def laid_out(counts: Any, genes: list[str], layout: LayoutParams | dict | None, depth: int,
+             gene_layout: dict | None = None) -> tuple[Any, dict]:
+    """The counts on a new model's genes, in its column order, and its layout (``gene_layout``, or
+    one learned from the counts' log-normalised values by :func:`compute_gene_layout`).
+
+    What :meth:`GapFill.fit` trains a new model on; :mod:`scgapfill.shards` prepares the same.
+    """
+    if gene_layout is None:
+        gene_layout = compute_gene_layout(lognorm(counts, size_factors(counts)), genes, layout, depth)
+    return _on_genes(counts, genes, gene_layout["genes"]), gene_layout
+
+
 class GapFill:
     """Fill dropout gaps in single-cell counts with a U-Net on a gene grid.
 
@@ -110,11 +122,7 @@ class GapFill:
 
         counts, genes = counts_of(adata, layer)
         if self.bundle is None:
-            if gene_layout is None:
-                gene_layout = compute_gene_layout(
-                    lognorm(counts, size_factors(counts)), genes, self.layout_params, self.model_params.depth
-                )
-            counts = _on_genes(counts, genes, gene_layout["genes"])
+            counts, gene_layout = laid_out(counts, genes, self.layout_params, self.model_params.depth, gene_layout)
             bundle = fit_gapfill(counts, gene_layout, self.model_params, self.train_params, logger, callbacks)
         else:
             if gene_layout is not None:

@@ -12,6 +12,9 @@ Distributed training
   ranks return ``None``: callers must save or log only when the result is not
   ``None``. Inside ``kedro run`` this re-runs the whole pipeline per rank; use it
   only under ``torchrun``/SLURM launchers.
+
+Ranks that each read only their own cells, prepared once by :mod:`scgapfill.shards`, train through
+the same :func:`_train` and :func:`_bundle` (:mod:`scgapfill.train.sharded`).
 """
 
 from __future__ import annotations
@@ -84,14 +87,28 @@ def _loaders(data: "TrainingData", n_genes: int, train_params: TrainParams) -> t
 
 @dataclass
 class TrainingData:
-    """The scaled values the network trains on, the split of the cells and the scaler."""
+    """The scaled values the network trains on, the split of the cells and the scaler.
+
+    ``context`` is called with row indices of ``scaled`` (:class:`ContextRows`, or a precomputed
+    array's rows for a shard). ``all_cells``: (training, validation) cells of the whole data set
+    where these rows are one rank's shards of it; ``None`` where they are all of them.
+    """
 
     scaled: sp.csr_matrix
-    context: ContextRows | None
+    context: Any
     cell_sizes: np.ndarray
     train_cells: np.ndarray
     val_cells: np.ndarray
     scaler: GeneScaler
+    all_cells: tuple[int, int] | None = None
+
+    @property
+    def n_train_total(self) -> int:
+        return len(self.train_cells) if self.all_cells is None else int(self.all_cells[0])
+
+    @property
+    def n_val_total(self) -> int:
+        return len(self.val_cells) if self.all_cells is None else int(self.all_cells[1])
 
 
 def check_layout(counts: sp.csr_matrix, layout: dict, model_params: ModelParams) -> None:
@@ -130,11 +147,25 @@ def training_data(
     return TrainingData(scaler.transform(values), context, cell_sizes, train_cells, val_cells, scaler)
 
 
+def seeded_module(scaler: GeneScaler, layout: dict, model_params: ModelParams,
+                  train_params: TrainParams) -> GapFillModule:
+    """Every generator seeded from ``train.seed``, then a fresh module on ``layout`` with the scaler's gene scale."""
+    L.seed_everything(train_params.seed, workers=True, verbose=False)
+    gene_scale = to_grid(scaler.scale[None, :].astype(np.float32), layout)
+    gene_scale[gene_scale == 0] = 1.0  # padding pixels
+    return GapFillModule(model_params.model_dump(), train_params.model_dump(), torch.from_numpy(gene_scale), layout)
+
+
 def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params: TrainParams, precision: str,
            logger: Any, callbacks: list[Callback] | None, fingerprint: str,
-           resumable: bool) -> tuple[dict, list[dict], float] | None:
-    """Run Lightning; the best checkpoint, the per-epoch rows and the wall time (``None`` off rank 0)."""
+           resumable: bool, shard_batches: tuple[int, int] | None = None) -> tuple[dict, list[dict], float] | None:
+    """Run Lightning; the best checkpoint, the per-epoch rows and the wall time (``None`` off rank 0).
+
+    ``shard_batches``: ``data`` holds this rank's own cells only, and every rank runs this many
+    (training, validation) batches per epoch (see :func:`~scgapfill.train.trainer.build_trainer`).
+    """
     train_loader, val_loader = _loaders(data, len(layout["genes"]), train_params)
+    n_batches, val_batches = (len(train_loader), None) if shard_batches is None else shard_batches
     deterministic_before = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -149,9 +180,8 @@ def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params
         # The whole state of the latest epoch (optimiser, early stopping), for resuming after a kill.
         latest = ModelCheckpoint(dirpath=workdir, filename=LAST_CHECKPOINT[: -len(".ckpt")], save_top_k=1,
                                  enable_version_counter=False)
-        trainer = build_trainer(train_params, workdir, precision, len(train_loader), len(data.train_cells),
-                                checkpoint, logger,
-                                [latest, *(callbacks or [])])
+        trainer = build_trainer(train_params, workdir, precision, n_batches, data.n_train_total, checkpoint, logger,
+                                [latest, *(callbacks or [])], val_batches)
         start = time.perf_counter()
         try:
             with torch_threads(resolve_num_threads(train_params.num_threads)), warnings.catch_warnings():
@@ -173,7 +203,8 @@ def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params
 
 
 def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layout: dict, model_params: ModelParams,
-            train_params: TrainParams, precision: str) -> GapFillBundle:
+            train_params: TrainParams, precision: str, info: dict | None = None) -> GapFillBundle:
+    """The bundle of the best checkpoint; ``info`` adds to (or replaces) its ``info`` entries."""
     state_dict = {k[len("net.") :]: v.cpu() for k, v in best["state_dict"].items() if k.startswith("net.")}
     # The zip term's fitted dropout curve is not part of the network, but it is a finding about the data.
     curve = best["state_dict"].get("dropout_curve")
@@ -182,7 +213,7 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
     }
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "seconds"])
     seconds_per_epoch = float(history["seconds"].mean()) if len(history) else float("nan")
-    cells_per_s = epoch_cells(train_params, len(data.train_cells)) / seconds_per_epoch if seconds_per_epoch > 0 \
+    cells_per_s = epoch_cells(train_params, data.n_train_total) / seconds_per_epoch if seconds_per_epoch > 0 \
         else float("nan")
     best_epoch = int(best.get("epoch", history["val_loss"].idxmin() if len(history) else -1))
     num_threads = resolve_num_threads(train_params.num_threads)
@@ -202,8 +233,8 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
         seconds_per_epoch=seconds_per_epoch,
         cells_per_s=cells_per_s,
         info={
-            "n_train_cells": int(len(data.train_cells)),
-            "n_val_cells": int(len(data.val_cells)),
+            "n_train_cells": data.n_train_total,
+            "n_val_cells": data.n_val_total,
             "epochs_run": int(len(history)),
             "best_val_loss": float(history["val_loss"].min()) if len(history) else float("nan"),
             "train_seconds": float(wall),
@@ -213,6 +244,7 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
             "strategy": str(train_params.strategy),
             "num_threads": num_threads,
             **curve_info,
+            **(info or {}),
         },
     )
 
@@ -268,10 +300,7 @@ def fit_gapfill(
     data = training_data(
         counts, model_params, train_params, None if start_from is None else GeneScaler.from_dict(start_from.scaler)
     )
-    L.seed_everything(train_params.seed, workers=True, verbose=False)
-    gene_scale = to_grid(data.scaler.scale[None, :].astype(np.float32), layout)
-    gene_scale[gene_scale == 0] = 1.0  # padding pixels
-    module = GapFillModule(model_params.model_dump(), train_params.model_dump(), torch.from_numpy(gene_scale), layout)
+    module = seeded_module(data.scaler, layout, model_params, train_params)
     if start_from is not None:
         module.net.load_state_dict(start_from.state_dict)
     precision = resolve_precision(train_params)

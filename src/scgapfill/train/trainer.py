@@ -86,7 +86,15 @@ def max_epochs(train_params: TrainParams, epoch_batches: int) -> int:
 
 
 def build_trainer(train_params: TrainParams, workdir: str, precision: str, n_batches: int, n_cells: int,
-             checkpoint: ModelCheckpoint, logger: Any, callbacks: list[Callback] | None) -> L.Trainer:
+             checkpoint: ModelCheckpoint, logger: Any, callbacks: list[Callback] | None,
+             val_batches: int | None = None) -> L.Trainer:
+    """The Trainer; ``n_batches`` training batches per epoch at most, from ``n_cells`` training cells.
+
+    ``val_batches`` (``None``: Lightning's distributed sampler shards one shared data set) says that
+    each rank already holds its own cells (:mod:`scgapfill.shards`): the sampler is off and every
+    rank runs ``n_batches`` training and ``val_batches`` validation batches, the fewest any rank has,
+    since a rank that runs one batch more waits forever in an all-reduce the others never join.
+    """
     progress_bar = progress_bar_on(train_params.enable_progress_bar)
     epoch_batches = min(n_batches, math.ceil(epoch_cells(train_params, n_cells) / train_params.batch_size))
     return L.Trainer(
@@ -98,6 +106,8 @@ def build_trainer(train_params: TrainParams, workdir: str, precision: str, n_bat
         max_epochs=max_epochs(train_params, epoch_batches),
         # The loader shuffles, so each epoch's batches are a fresh random draw of the training cells.
         limit_train_batches=epoch_batches,
+        limit_val_batches=1.0 if val_batches is None else val_batches,
+        use_distributed_sampler=val_batches is None,
         callbacks=[
             EarlyStopping(
                 monitor="val_loss", mode="min", patience=train_params.patience, min_delta=train_params.min_delta
