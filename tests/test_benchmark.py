@@ -1,8 +1,6 @@
 """The benchmark: every method x data set x seed, summarised, one MLflow run per method and data set."""
 
 import mlflow
-import numpy as np
-import pandas as pd
 import pytest
 
 from scgapfill.benchmark import log_runs_to_mlflow, run_benchmark, summarise

@@ -23,13 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .train.resume import TEMP_PREFIX
+
 log = logging.getLogger(__name__)
 
 HOST_TAG, PID_TAG = "scgapfill.host", "scgapfill.pid"
 # Temporaries named with their writer's pid: atomic_path's ".<name>.<pid>.<random>.tmp<suffix>" and
 # the training folder "scgapfill-fit-<pid>-<random>".
 _TEMP_FILE = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp(\.\w+)?$")
-_TEMP_FIT_DIR = re.compile(r"^scgapfill-fit-(\d+)-")
+_TEMP_FIT_DIR = re.compile(rf"^{re.escape(TEMP_PREFIX)}(\d+)-")
 
 
 class Terminated(Exception):

@@ -93,9 +93,11 @@ class GapFillModule(L.LightningModule):
         if "size_factor" in batch:
             size_factor = batch["size_factor"]
 
-            def to_counts(grid: torch.Tensor) -> torch.Tensor:
+            def expected_counts(grid: torch.Tensor) -> torch.Tensor:
                 # scaled value -> log1p(count / sf * 1e4) -> expected count
                 return torch.expm1(grid.float() * self.gene_scale) * size_factor / 1e4
+
+            to_counts = expected_counts
 
         return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"], to_counts, self.log_theta,
                             self.dropout_curve)
