@@ -50,3 +50,19 @@ def train_params() -> TrainParams:
     return TrainParams(
         max_epochs=3, patience=3, batch_size=16, seed=0, accelerator="cpu", devices=1, enable_progress_bar=False
     )
+
+
+@pytest.fixture
+def counts_file(tmp_path):
+    """``processed.h5ad``: the launcher tests' tiny counts in X and layers['counts'], as the pipeline writes them."""
+    import anndata as ad
+
+    from ddp_script import tiny_counts
+
+    counts = tiny_counts()
+    adata = ad.AnnData(counts.copy())
+    adata.layers["counts"] = counts
+    adata.var_names = [f"g{i}" for i in range(counts.shape[1])]
+    path = tmp_path / "processed.h5ad"
+    adata.write_h5ad(path)
+    return path

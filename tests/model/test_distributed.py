@@ -7,29 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import anndata as ad
 import pytest
 
 from scgapfill.distributed import main
 from scgapfill.model_io import GapFillBundle
 
-from ddp_script import tiny_counts  # tests/model is on sys.path (pytest rootdir import mode)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.depth=1", "model.base_channels=4", "model.context_k=3", "model.context_n_pcs=4",
         "train.max_epochs=2", "train.patience=2", "train.batch_size=8", "train.accelerator=cpu",
         "train.enable_progress_bar=false", "train.checkpoint_dir=''"]
-
-
-@pytest.fixture
-def counts_file(tmp_path):
-    counts = tiny_counts()
-    adata = ad.AnnData(counts.copy())
-    adata.layers["counts"] = counts
-    adata.var_names = [f"g{i}" for i in range(counts.shape[1])]
-    path = tmp_path / "processed.h5ad"
-    adata.write_h5ad(path)
-    return path
 
 
 @pytest.mark.ddp

@@ -23,22 +23,10 @@ from scgapfill.shards import (META_FILE, ContextArray, ShardError, batch_limits,
                               read_metadata, shard_file)
 from scgapfill.train.fit import training_data
 
-from ddp_script import tiny_counts  # tests/model is on sys.path (pytest rootdir import mode)
 from test_distributed import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = str(ROOT / "conf" / "base")
-
-
-@pytest.fixture
-def counts_file(tmp_path):
-    counts = tiny_counts()
-    adata = ad.AnnData(counts.copy())
-    adata.layers["counts"] = counts
-    adata.var_names = [f"g{i}" for i in range(counts.shape[1])]
-    path = tmp_path / "processed.h5ad"
-    adata.write_h5ad(path)
-    return path
 
 
 def prepare(counts_file, shard_dir, n_shards, *extra):
