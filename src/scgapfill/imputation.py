@@ -237,8 +237,10 @@ def imputed_chunks(
         yield chunk, as_composition(out) if params.scale == "composition" else out
 
 
-# Cells imputed at a time by impute_counts (rounded up to whole batches).
-IN_MEMORY_CHUNK_CELLS = 16384
+# Cells imputed at a time by impute_counts (rounded up to whole batches). Each chunk's float64 work
+# (smoothing, observed counts kept, composition) is a few dense copies of it: 4,096 cells x 2,000 genes
+# keep that near 300 MB, where 16,384 took ~1.2 GB (peak RSS at 20k cells, benchmarks/scale.py).
+IN_MEMORY_CHUNK_CELLS = 4096
 
 
 def impute_counts(

@@ -146,6 +146,9 @@ def counts_from_lognorm(values: Any, size_factors: Any, target_sum: float = 1e4)
     return np.expm1(dense) * (sf / target_sum)[:, None]
 
 
+_COMPOSITION_BLOCK_ROWS = 1024
+
+
 def as_composition(values: Any, target_sum: float = 1e4) -> np.ndarray:
     """Log-normalised rows rescaled so that each cell's levels sum to ``target_sum``.
 
@@ -157,7 +160,12 @@ def as_composition(values: Any, target_sum: float = 1e4) -> np.ndarray:
     target_sum = _check_target_sum(target_sum)
     dense = values.toarray() if sp.issparse(values) else np.asarray(values)
     dtype = dense.dtype if np.issubdtype(dense.dtype, np.floating) else np.float64
-    levels = np.expm1(dense.astype(np.float64))
-    totals = levels.sum(axis=1, keepdims=True)
-    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    return np.log1p(levels * scale).astype(dtype, copy=False)
+    out = np.empty(dense.shape, dtype=dtype)
+    # Row blocks: the float64 work stays a few MB however many cells come (each row is on its own).
+    for start in range(0, dense.shape[0], _COMPOSITION_BLOCK_ROWS):
+        rows = slice(start, start + _COMPOSITION_BLOCK_ROWS)
+        levels = np.expm1(dense[rows].astype(np.float64))
+        totals = levels.sum(axis=1, keepdims=True)
+        levels *= np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+        out[rows] = np.log1p(levels, out=levels)
+    return out
