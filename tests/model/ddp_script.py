@@ -9,11 +9,26 @@ pid, so the test can count how many processes returned one.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def torchrun_distributed(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 -m scgapfill.distributed ARGS``: two gloo ranks, one thread each."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "scgapfill.distributed", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
 
 
 def tiny_counts(n_cells: int = 64, n_genes: int = 36, seed: int = 0) -> sp.csr_matrix:

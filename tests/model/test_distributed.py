@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scgapfill.distributed import main
 from scgapfill.model_io import GapFillBundle
+
+from ddp_script import torchrun_distributed  # tests/model is on sys.path (pytest rootdir import mode)
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,16 +20,9 @@ TINY = ["model.depth=1", "model.base_channels=4", "model.context_k=3", "model.co
 
 @pytest.mark.ddp
 def test_torchrun_two_ranks_write_one_loadable_bundle(counts_file, tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
-    env["OMP_NUM_THREADS"] = "1"
     out = tmp_path / "model.pt"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "scgapfill.distributed", str(counts_file), str(out), "--conf", str(ROOT / "conf" / "base"),
-         "--set", *TINY, "train.devices=2"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )
+    result = torchrun_distributed([str(counts_file), str(out), "--conf", str(ROOT / "conf" / "base"),
+                                   "--set", *TINY, "train.devices=2"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote ") == 1  # rank 0 alone
     bundle = GapFillBundle.load(out)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -23,6 +20,7 @@ from scgapfill.shards import (META_FILE, ContextArray, ShardError, batch_limits,
                               read_metadata, shard_file)
 from scgapfill.train.fit import training_data
 
+from ddp_script import torchrun_distributed  # tests/model is on sys.path (pytest rootdir import mode)
 from test_distributed import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,16 +73,9 @@ def test_torchrun_two_ranks_read_their_own_shard_and_write_one_loadable_bundle(c
     # 26 and 25 training cells: 6 and 5 batches of 5, so the bound to the fewest is what keeps DDP in step.
     assert [s["n_train"] for s in meta["shards"]] == [26, 25]
     assert batch_limits(meta, 2, 5) == (5, 2)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
-    env["OMP_NUM_THREADS"] = "1"
     out = tmp_path / "model.pt"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "scgapfill.distributed", "--shards", str(shard_dir), str(out),
-         "--set", "train.devices=2", "train.batch_size=5"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )
+    result = torchrun_distributed(["--shards", str(shard_dir), str(out), "--set", "train.devices=2",
+                                   "train.batch_size=5"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote ") == 1  # rank 0 alone
     reads = dict(re.findall(r"rank (\d) of 2 reads (.+)", result.stdout))
