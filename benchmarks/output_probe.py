@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ablation import base_parameters, merge, overrides, print_variant_tables
-from scgapfill.baselines.simple import expected_nonzero_lognorm
+from scgapfill.baselines.simple import zeros_as_nonzero_draws
 from scgapfill.benchmark import method_runners, prepare_dataset
 from scgapfill.evaluate import score_method
 from scgapfill.model import GapFill
@@ -57,13 +57,8 @@ NONZERO_CONDITIONAL = "nonzero-conditional (probe)"
 
 def nonzero_conditional(observed_library_output: np.ndarray, counts: sp.spmatrix) -> np.ndarray:
     """Each zero of ``counts`` replaced by the expected lognorm of a nonzero count at the network's level."""
-    counts = sp.csr_matrix(counts)
-    library = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
     out = np.array(observed_library_output, dtype=np.float64)
-    rows, cols = np.nonzero(counts.toarray() == 0)
-    expected = np.expm1(out[rows, cols]) * library[rows] / 1e4
-    out[rows, cols] = expected_nonzero_lognorm(expected, library[rows])
-    return out
+    return zeros_as_nonzero_draws(out, counts, np.expm1(out) / 1e4)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from scgapfill.normalization import check_counts, lognorm, size_factors
 
-__all__ = ["lognorm_counts", "none", "gene_mean", "gene_depth", "expected_nonzero_lognorm", "knn"]
+__all__ = ["lognorm_counts", "none", "gene_mean", "gene_depth", "expected_nonzero_lognorm", "zeros_as_nonzero_draws", "knn"]
 
 # Above this expected count a zero draw is so rare (e^-30) that E[f(c) | c > 0] is E[f(c)], and its
 # second-order (delta-method) form is closer than 1e-3 to the exact sum.
@@ -121,13 +121,24 @@ def gene_depth(counts: Any, *, seed: int = 0) -> np.ndarray:
         Unused; kept for the common signature.
     """
     matrix = check_counts(counts)
-    values = lognorm(matrix, size_factors(matrix)).toarray()
     library = np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
     share = np.asarray(matrix.sum(axis=0), dtype=np.float64).ravel() / max(library.sum(), 1.0)
-    rows, cols = np.nonzero(values == 0)
+    return zeros_as_nonzero_draws(lognorm(matrix, size_factors(matrix)).toarray(), matrix, share[None, :])
+
+
+def zeros_as_nonzero_draws(values: np.ndarray, counts: Any, shares: Any) -> np.ndarray:
+    """``values`` with each zero count replaced by :func:`expected_nonzero_lognorm` of ``shares x library``.
+
+    ``shares`` (broadcast to cells x genes) is each entry's expected share of its cell's counts;
+    cells without counts keep their values. ``values`` is changed in place and returned.
+    """
+    counts = sp.csr_matrix(counts)
+    library = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    rows, cols = np.nonzero(counts.toarray() == 0)
     has_counts = library[rows] > 0
     rows, cols = rows[has_counts], cols[has_counts]
-    values[rows, cols] = expected_nonzero_lognorm(share[cols] * library[rows], library[rows])
+    expected = np.broadcast_to(shares, values.shape)[rows, cols] * library[rows]
+    values[rows, cols] = expected_nonzero_lognorm(expected, library[rows])
     return values
 
 
