@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/train_speed.py [--epochs 5] [--batch-size 16] [--no-context]
         [--depth 2] [--base-channels 16] [--patience N] [--min-delta D]
-        [--accelerator auto] [--threads N] [--contention]
+        [--accelerator auto] [--threads N] [--precision P] [--contiguous]
+        [--simulated-genes G] [--contention | --compare]
 
 Trains for a fixed number of epochs (early stopping effectively off unless
 ``--patience`` is given) and prints one table: machine, data size, grid,
@@ -13,6 +14,11 @@ seconds per epoch, cells per second and peak resident memory.
 ``--contention`` instead trains four times, with ``train.num_threads`` auto and 1, each alone and
 beside one competing BLAS job (a numpy matmul loop in a subprocess), and prints cells/s for each:
 torch's threads fight the other job's for the same cores.
+
+``--compare`` trains once for each of 32-bit and bf16 mixed precision, each with the network
+contiguous (NCHW) and channels-last (NHWC), and prints training cells/s (median epoch), imputation
+cells/s and the best validation loss of each. ``--simulated-genes 2000`` uses the project's simulation
+(3,000 cells, 2,000 genes: the 48x48 grid of real data) instead of pbmc68k_reduced.
 """
 
 from __future__ import annotations
@@ -94,6 +100,45 @@ def contention(counts, layout, model, train, machine_rows: list[tuple[str, str]]
         print(f"| {label} | {busy} | {cells_per_s:.0f} | {seconds:.2f} |")
 
 
+def simulated_counts(n_genes: int) -> tuple[sp.csr_matrix, list[str]]:
+    from scgapfill.simulate import simulate
+
+    adata = simulate(n_cells=3000, n_genes=n_genes, truth=False)
+    return sp.csr_matrix(adata.X), [str(g) for g in adata.var_names]
+
+
+def imputation_cells_per_s(bundle, counts, repeats: int = 3) -> float:
+    """Cells/s of the network's pass alone: no output smoothing (its neighbour search is not the network)."""
+    from scgapfill.imputation import impute_counts
+
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        impute_counts(bundle, counts, {"output_smoothing": 0.0})
+        seconds.append(time.perf_counter() - start)
+    return counts.shape[0] / float(np.median(seconds))
+
+
+def compare(counts, layout, model, train, machine_rows: list[tuple[str, str]]) -> None:
+    """Training and imputation cells/s for 32-bit / bf16 x contiguous / channels-last; one table."""
+    from scgapfill.train.fit import fit_gapfill
+
+    results = []
+    for precision in ("32-true", "bf16-mixed"):
+        for channels_last in (False, True):
+            bundle = fit_gapfill(counts, layout, model.model_copy(update={"channels_last": channels_last}),
+                                 train.model_copy(update={"precision": precision}))
+            results.append((precision, "channels-last" if channels_last else "contiguous",
+                            median_cells_per_s(bundle), imputation_cells_per_s(bundle, counts),
+                            bundle.info["best_val_loss"]))
+    for name, value in machine_rows:
+        print(f"{name}: {value}")
+    print("\n| precision | layout | training cells/s (median epoch) | imputation cells/s (median of 3) "
+          "| best val_loss |\n|---|---|---|---|---|")
+    for precision, layout_name, train_rate, impute_rate, val_loss in results:
+        print(f"| {precision} | {layout_name} | {train_rate:.0f} | {impute_rate:.0f} | {val_loss:.5f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -106,8 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--threads", type=int, default=0,
                         help="train.num_threads: torch intra-op threads while training (default 0: auto)")
-    parser.add_argument("--contention", action="store_true",
-                        help="cells/s with threads auto and 1, alone and beside one BLAS job")
+    parser.add_argument("--precision", default=None, help="train.precision (default: bf16-mixed on a GPU, 32-true on CPU)")
+    parser.add_argument("--contiguous", action="store_true", help="model.channels_last: false")
+    parser.add_argument("--simulated-genes", type=int, default=0,
+                        help="the project's simulation, 3,000 cells x this many genes, instead of pbmc68k_reduced")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--contention", action="store_true",
+                      help="cells/s with threads auto and 1, alone and beside one BLAS job")
+    mode.add_argument("--compare", action="store_true",
+                      help="cells/s for 32-bit and bf16, each contiguous and channels-last")
     args = parser.parse_args(argv)
 
     import torch
@@ -118,11 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     from scgapfill.train.fit import fit_gapfill
     from scgapfill.train.trainer import resolve_precision, uses_cuda
 
-    counts, genes = pbmc68k_counts()
+    counts, genes = simulated_counts(args.simulated_genes) if args.simulated_genes else pbmc68k_counts()
+    data_name = f"simulation (3000 x {args.simulated_genes})" if args.simulated_genes else "pbmc68k_reduced"
     start = time.perf_counter()
     layout = compute_layout(lognorm(counts, size_factors(counts)), genes, "correlation", divisor=2**args.depth)
     layout_s = time.perf_counter() - start
-    model = ModelParams(depth=args.depth, base_channels=args.base_channels, context_channel=not args.no_context)
+    model = ModelParams(depth=args.depth, base_channels=args.base_channels, context_channel=not args.no_context,
+                        channels_last=not args.contiguous)
     train = TrainParams(
         batch_size=args.batch_size,
         max_epochs=args.epochs,
@@ -131,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator=args.accelerator,
         enable_progress_bar=False,
         num_threads=args.threads,
+        precision=args.precision,
     )
     device = torch.cuda.get_device_name(0) if uses_cuda(args.accelerator) else "cpu"
     machine = [
@@ -139,11 +194,14 @@ def main(argv: list[str] | None = None) -> None:
                       " usable)"),
         ("torch", torch.__version__),
         ("device", f"{device}, precision {resolve_precision(train)}"),
-        ("data", f"pbmc68k_reduced, {counts.shape[0]} cells x {counts.shape[1]} genes, grid "
+        ("data", f"{data_name}, {counts.shape[0]} cells x {counts.shape[1]} genes, grid "
                  + "x".join(map(str, layout["shape"])) + f", batch {args.batch_size}, {args.epochs} epochs per fit"),
     ]
     if args.contention:
         contention(counts, layout, model, train, machine)
+        return
+    if args.compare:
+        compare(counts, layout, model, train, machine)
         return
     start = time.perf_counter()
     bundle = fit_gapfill(counts, layout, model, train)
@@ -158,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         ("cells", f"{counts.shape[0]} ({bundle.info['n_train_cells']} train / {bundle.info['n_val_cells']} val)"),
         ("genes", str(counts.shape[1])),
         ("grid", "x".join(map(str, layout["shape"])) + f" (correlation layout, {layout_s:.1f} s)"),
-        ("model", f"depth {args.depth}, base {args.base_channels}, "
-                  f"context {not args.no_context}, batch {args.batch_size}"),
+        ("model", f"depth {args.depth}, base {args.base_channels}, context {not args.no_context}, "
+                  f"batch {args.batch_size}, {'contiguous' if args.contiguous else 'channels-last'}"),
         ("epochs", f"{len(bundle.history)} (max {args.epochs}, patience {train.patience}, "
                    f"min_delta {train.min_delta})"),
         ("seconds/epoch", f"{bundle.seconds_per_epoch:.2f} mean, "

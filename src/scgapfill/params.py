@@ -119,6 +119,8 @@ class ModelParams(_Params):
     context_space: Literal["log", "counts"] = "counts"
     # Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.
     context_residual: bool = False
+    # Weights and activations channels-last (NHWC): oneDNN's and cuDNN's fast convolution layout.
+    channels_last: bool = True
 
 
 class LossParams(_Params):

@@ -63,3 +63,21 @@ def test_residual_output_starts_from_the_context():
     torch.testing.assert_close(out, context, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="context_residual"):
         build_unet({**params, "context_channel": False})
+
+
+def test_channels_last_is_a_layout_not_a_different_network():
+    from scgapfill.nn import build_unet
+
+    params = {"context_channel": True, "base_channels": 4, "depth": 2, "dropout": 0.0}
+    torch.manual_seed(0)
+    fast = build_unet(params).eval()
+    plain = build_unet({**params, "channels_last": False}).eval()
+    plain.load_state_dict(fast.state_dict())
+    conv = fast.encoders[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert plain.encoders[0][0].weight.is_contiguous()
+    x = torch.rand(3, 3, 8, 12)
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-6)
+    # A loaded state dict keeps the network's own layout: bundles do not depend on it.
+    fast.load_state_dict(plain.state_dict())
+    assert fast.encoders[0][0].weight.is_contiguous(memory_format=torch.channels_last)
