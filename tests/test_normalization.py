@@ -106,3 +106,16 @@ def test_as_composition_sums_each_cell_to_the_target_and_keeps_shares():
     np.testing.assert_array_equal(out[2], 0.0)  # an empty cell stays empty
     with pytest.raises(ValueError, match="target_sum"):
         as_composition(values, target_sum=0)
+
+
+def test_lognorm_in_place_transforms_the_callers_own_float64_copy():
+    counts = sp.csr_matrix(np.array([[1.0, 0.0, 3.0], [0.0, 2.0, 2.0]]))
+    expected = lognorm(counts, size_factors(counts)).toarray()
+    own = counts.copy()
+    out = lognorm(own, size_factors(own), copy=False)
+    assert out.data is own.data or np.shares_memory(out.data, own.data)
+    np.testing.assert_array_equal(out.toarray(), expected)
+    # Any other input is still copied: float32 cannot hold the float64 result in place.
+    single = sp.csr_matrix(counts, dtype=np.float32)
+    lognorm(single, size_factors(single), copy=False)
+    np.testing.assert_array_equal(single.toarray(), counts.toarray())

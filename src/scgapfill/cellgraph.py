@@ -47,7 +47,7 @@ def neighbour_context(
     hidden, and its own value must not come back through the context channel.
     """
     X = sp.csr_matrix(lognorm, dtype=np.float64)
-    return walk_mean(neighbour_walk(X, k, n_pcs, seed, steps), context_source(X, space), space)
+    return walk_mean(neighbour_walk(X, k, n_pcs, seed, steps)[:], context_source(X, space), space)
 
 
 def _check_space(space: str) -> None:
@@ -61,8 +61,8 @@ def context_source(lognorm: Any, space: str = "log") -> sp.csr_matrix:
     _check_space(space)
     X = sp.csr_matrix(lognorm, dtype=np.float64)
     if space == "counts":
-        X = X.copy()
-        X.data = np.expm1(X.data)
+        # New values on the same sparsity pattern: the index arrays are shared, not copied.
+        X = sp.csr_matrix((np.expm1(X.data), X.indices, X.indptr), shape=X.shape)
     return X
 
 
@@ -82,13 +82,14 @@ def walk_mean(walk: sp.spmatrix, source: sp.csr_matrix, space: str = "log") -> n
     return context.astype(np.float32)
 
 
-def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, steps: int = 1) -> sp.csr_matrix:
-    """Row-stochastic ``(n_cells, n_cells)`` matrix of :func:`neighbour_context` (zero diagonal).
+def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, steps: int = 1) -> "NeighbourWalk":
+    """The row-stochastic ``(n_cells, n_cells)`` walk of :func:`neighbour_context` (zero diagonal),
+    as a :class:`NeighbourWalk`: ``walk[cells]`` are those cells' rows, ``walk[:]`` the whole matrix.
 
-    Same parameters as :func:`neighbour_context`; ``walk @ values`` is the context of ``values``.
+    Same parameters as :func:`neighbour_context`; ``walk[:] @ values`` is the context of ``values``.
     """
     _check_steps(steps)  # before the PCA: a wrong value fails before any work
-    return diffuse(neighbour_graph(lognorm, k, n_pcs, seed), steps)
+    return NeighbourWalk(neighbour_graph(lognorm, k, n_pcs, seed), steps)
 
 
 def neighbour_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -> sp.csr_matrix:
@@ -237,11 +238,31 @@ def _check_steps(steps: int) -> None:
 def diffuse(weights: sp.csr_matrix, steps: int) -> sp.csr_matrix:
     """``steps`` random-walk steps on ``weights`` with the walks that return to their cell removed
     and the rows renormalised, so a cell's own values never come back to it."""
-    _check_steps(steps)
-    walk = weights
-    for _ in range(steps - 1):
-        walk = walk @ weights
-        walk.setdiag(0.0)
-        walk.eliminate_zeros()
-        walk = sp.csr_matrix(sp.diags(1.0 / np.asarray(walk.sum(axis=1)).ravel()) @ walk)
-    return sp.csr_matrix(walk)
+    return NeighbourWalk(weights, steps)[:]
+
+
+class NeighbourWalk:
+    """The rows of :func:`diffuse`'s walk, each computed when asked for.
+
+    The whole walk of ``steps`` steps holds up to ``k**steps`` entries per cell (225 at k = 15, two
+    steps: ~200 MB at 100k cells), the one-step graph ``k``. Training asks for one batch of rows at
+    a time and imputation one chunk, so only the graph is kept. Every row is computed exactly as in
+    the whole walk (each row of a sparse product depends only on that row), so the numbers are the same.
+    """
+
+    def __init__(self, weights: sp.spmatrix, steps: int) -> None:
+        _check_steps(steps)
+        self.weights = sp.csr_matrix(weights)
+        self.steps = steps
+        self.shape = self.weights.shape
+
+    def __getitem__(self, rows: Any) -> sp.csr_matrix:
+        cells = np.arange(self.shape[0])[rows]
+        walk = self.weights[cells]
+        for _ in range(self.steps - 1):
+            walk = sp.csr_matrix(walk @ self.weights)
+            own_cell = np.repeat(cells, np.diff(walk.indptr))
+            walk.data[walk.indices == own_cell] = 0.0  # the walks back to their own cell
+            walk.eliminate_zeros()
+            walk = sp.csr_matrix(sp.diags(1.0 / np.asarray(walk.sum(axis=1)).ravel()) @ walk)
+        return sp.csr_matrix(walk)

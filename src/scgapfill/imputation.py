@@ -115,15 +115,20 @@ def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.
             f"(need at least {MIN_GENE_OVERLAP:.0%}); missing e.g. {missing[:5]}. "
             "Check that gene identifiers match (symbols vs Ensembl IDs) and the organism is the same"
         )
-    source = np.array([s for s, _ in present], dtype=np.int64)
-    target = np.array([t for _, t in present], dtype=np.int64)
-    # A 0/1 selection matrix moves columns without densifying the data.
-    selector = sp.csr_matrix(
-        (np.ones(len(present)), (source, target)), shape=(len(gene_names), len(model_genes))
-    )
-    matrix = counts_csr if sp.issparse(counts_csr) else sp.csr_matrix(counts_csr)
-    aligned = sp.csr_matrix(matrix @ selector)
-    aligned.sort_indices()
+    if gene_names == model_genes:  # nothing to move: no copy of a matrix that may be most of memory
+        aligned = sp.csr_matrix(counts_csr)
+        if not aligned.has_sorted_indices:
+            aligned = aligned.sorted_indices()  # a copy: the caller's matrix is never changed
+    else:
+        source = np.array([s for s, _ in present], dtype=np.int64)
+        target = np.array([t for _, t in present], dtype=np.int64)
+        # A 0/1 selection matrix moves columns without densifying the data.
+        selector = sp.csr_matrix(
+            (np.ones(len(present)), (source, target)), shape=(len(gene_names), len(model_genes))
+        )
+        matrix = counts_csr if sp.issparse(counts_csr) else sp.csr_matrix(counts_csr)
+        aligned = sp.csr_matrix(matrix @ selector)
+        aligned.sort_indices()
     report = {
         "n_model_genes": len(model_genes),
         "n_present": len(present),
@@ -149,10 +154,10 @@ class _Inputs:
 
 def _inputs(counts: sp.csr_matrix, model: ModelParams, params: ImputeParams, seed: int) -> _Inputs:
     """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours."""
-    from .cellgraph import context_source, diffuse, knn_graph, pca_embedding
+    from .cellgraph import NeighbourWalk, context_source, knn_graph, pca_embedding
 
-    inputs = _Inputs(values=sp.csr_matrix(lognorm(counts, size_factors(counts)), dtype=np.float64),
-                     space=model.context_space)
+    # ``counts`` is imputed_chunks' own copy: log-normalised in place, one matrix instead of two.
+    inputs = _Inputs(values=lognorm(counts, size_factors(counts), copy=False), space=model.context_space)
     smoothing = params.output_smoothing > 0
     on_imputed = params.smoothing_neighbours == "imputed"
     embedding = None
@@ -162,7 +167,7 @@ def _inputs(counts: sp.csr_matrix, model: ModelParams, params: ImputeParams, see
         inputs.graph = knn_graph(embedding, model.context_k)
     if model.context_channel:
         inputs.source = context_source(inputs.values, model.context_space)  # once: each chunk's context averages every cell
-        inputs.walk = diffuse(inputs.graph, model.context_steps)
+        inputs.walk = NeighbourWalk(inputs.graph, model.context_steps)
     return inputs
 
 
@@ -219,6 +224,7 @@ def imputed_chunks(
         )
     model = bundle.model
     inputs = _inputs(counts, model, params, bundle.train.seed)
+    del counts  # log-normalised in place: it is inputs.values now
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = bundle.build_network().to(device)
     scaler = GeneScaler.from_dict(bundle.scaler)

@@ -237,3 +237,27 @@ def test_the_inference_node_logs_the_missing_share_to_the_active_mlflow_run(untr
     assert report["missing_gene_share"] == 0.5
     assert logged["inference_missing_gene_share"] == 0.5
     assert "50% of the model's genes" in caplog.text
+
+
+def test_align_genes_in_the_models_order_is_the_callers_matrix_unchanged():
+    counts = sp.csr_matrix(np.array([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]], dtype=np.float32))
+    aligned, report = align_genes(counts, ["a", "b", "c"], ["a", "b", "c"])
+    assert np.shares_memory(aligned.data, counts.data)  # no copy of a matrix that may be most of memory
+    assert report["n_missing"] == 0 and report["n_extra"] == 0
+    unsorted = sp.csr_matrix((np.array([1.0, 2.0]), np.array([2, 0]), np.array([0, 2, 2])), shape=(2, 3))
+    before = unsorted.indices.copy()
+    aligned, _ = align_genes(unsorted, ["a", "b", "c"], ["a", "b", "c"])
+    assert aligned.has_sorted_indices and np.array_equal(unsorted.indices, before)
+    np.testing.assert_array_equal(aligned.toarray(), unsorted.toarray())
+
+
+def test_output_reordered_to_the_data_genes_in_place_block_by_block():
+    from scgapfill.model._anndata import in_column_order
+
+    rng = np.random.default_rng(0)
+    out = rng.random((10, 4)).astype(np.float32)
+    expected = out[:, [2, 0, 3, 1]].copy()
+    reordered = in_column_order(out, np.array([2, 0, 3, 1]), block_rows=3)
+    assert reordered is out
+    np.testing.assert_array_equal(reordered, expected)
+    assert in_column_order(out, np.arange(4)) is out

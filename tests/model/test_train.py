@@ -162,13 +162,36 @@ def test_neighbour_walk_is_row_stochastic_without_self_and_gives_the_context():
     rng = np.random.default_rng(1)
     X = sp.csr_matrix(rng.poisson(2.0, size=(30, 12)).astype(float))
     for steps in (1, 2):
-        walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=steps)
+        walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=steps)[:]
         assert walk.shape == (30, 30)
         np.testing.assert_allclose(np.asarray(walk.sum(axis=1)).ravel(), 1.0)
         assert np.all(walk.diagonal() == 0)
         np.testing.assert_allclose(walk @ X.toarray(), neighbour_context(X, k=4, n_pcs=5, seed=0, steps=steps),
                                    rtol=1e-5)
-    assert (neighbour_walk(X, k=4, n_pcs=5, steps=1) > 0).sum(axis=1).max() == 4
+    assert (neighbour_walk(X, k=4, n_pcs=5, steps=1)[:] > 0).sum(axis=1).max() == 4
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_walk_rows_computed_on_demand_equal_the_whole_walk_bit_for_bit(steps):
+    from scgapfill.cellgraph import diffuse, neighbour_graph, neighbour_walk
+
+    rng = np.random.default_rng(3)
+    X = sp.csr_matrix(rng.poisson(2.0, size=(60, 12)).astype(float))
+    graph = neighbour_graph(X, k=5, n_pcs=5, seed=0)
+    # The whole walk the way it was built before rows were computed on demand.
+    whole = graph
+    for _ in range(steps - 1):
+        whole = whole @ graph
+        whole.setdiag(0.0)
+        whole.eliminate_zeros()
+        whole = sp.csr_matrix(sp.diags(1.0 / np.asarray(whole.sum(axis=1)).ravel()) @ whole)
+    whole = whole.toarray()
+    walk = neighbour_walk(X, k=5, n_pcs=5, seed=0, steps=steps)
+    assert np.array_equal(diffuse(graph, steps).toarray(), whole)
+    for rows in (slice(0, 7), slice(7, 60), np.array([41, 3, 3, 59])):
+        assert np.array_equal(walk[rows].toarray(), whole[rows])
+    # Only the one-step graph is held: k entries per cell, not up to k**steps.
+    assert walk.weights.nnz == 60 * 5
 
 
 def test_nb_loss_trains_its_dispersions_alongside_the_network(masked, layout, model_params, train_params):
@@ -236,7 +259,7 @@ def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
 
     rng = np.random.default_rng(2)
     X = sp.csr_matrix(np.log1p(rng.poisson(1.5, size=(30, 12)).astype(float) * 100))
-    walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=2)
+    walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=2)[:]
     counts_space = neighbour_context(X, k=4, n_pcs=5, seed=0, steps=2, space="counts")
     np.testing.assert_allclose(counts_space, np.log1p(walk @ np.expm1(X.toarray())), rtol=1e-5)
     np.testing.assert_allclose(walk_mean(walk, context_source(X, "counts"), "counts"), counts_space)

@@ -37,7 +37,7 @@ def on_data_genes(
     modelled = np.array([g in column_of for g in genes], dtype=bool)
     source = np.array([column_of[g] for g in genes if g in column_of], dtype=np.int64)
     if same_genes(genes, model_genes):
-        return np.ascontiguousarray(out[:, source], dtype=np.float32), modelled
+        return in_column_order(out, source), modelled
     sf_all = size_factors(counts)
     sf_modelled = np.asarray(counts[:, modelled].sum(axis=1), dtype=np.float64).ravel()
     observed = sp.csr_matrix(lognorm(counts, sf_all), dtype=np.float32)
@@ -51,6 +51,18 @@ def on_data_genes(
         coo = observed.tocoo()
         layer[coo.row, coo.col] = coo.data
     return layer, modelled
+
+
+def in_column_order(out: np.ndarray, columns: np.ndarray, block_rows: int = 4096) -> np.ndarray:
+    """``out[:, columns]`` as float32, made in place a block of rows at a time: the output is the one
+    dense cells x genes array of imputation, and a reordered copy of it would double the peak."""
+    out = np.asarray(out, dtype=np.float32)
+    if np.array_equal(columns, np.arange(out.shape[1])):
+        return out
+    for start in range(0, out.shape[0], block_rows):
+        rows = slice(start, start + block_rows)
+        out[rows] = out[rows][:, columns]
+    return out
 
 
 def same_genes(genes: list[str], model_genes: list[str]) -> bool:

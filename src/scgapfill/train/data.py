@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import Dataset
 
-from ..cellgraph import walk_mean
+from ..cellgraph import NeighbourWalk, walk_mean
 from ..layout import to_grid
 from ..normalization import check_counts
 
@@ -120,8 +120,10 @@ class ContextRows:
     ``scaler.transform(neighbour_context(...))``.
     """
 
-    def __init__(self, walk: sp.csr_matrix, source: sp.csr_matrix, space: str, scaler: "GeneScaler") -> None:
-        self.walk, self.source, self.space, self.scaler = sp.csr_matrix(walk), source, space, scaler
+    def __init__(self, walk: Any, source: sp.csr_matrix, space: str, scaler: "GeneScaler") -> None:
+        # A NeighbourWalk (rows computed per batch) or any matrix of the walk.
+        self.walk = walk if isinstance(walk, NeighbourWalk) else sp.csr_matrix(walk)
+        self.source, self.space, self.scaler = source, space, scaler
 
     def __call__(self, cells: Any) -> np.ndarray:
         return self.scaler.transform(walk_mean(self.walk[np.asarray(cells)], self.source, self.space))

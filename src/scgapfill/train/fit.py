@@ -129,11 +129,16 @@ def check_layout(counts: sp.csr_matrix, layout: dict, model_params: ModelParams)
 
 
 def training_data(
-    counts: sp.csr_matrix, model_params: ModelParams, train_params: TrainParams, scaler: GeneScaler | None = None
+    counts: sp.csr_matrix, model_params: ModelParams, train_params: TrainParams, scaler: GeneScaler | None = None,
+    copy: bool = True,
 ) -> TrainingData:
-    """Log-normalise, split the cells, scale per gene (``scaler`` kept when given) and build the context."""
+    """Log-normalise, split the cells, scale per gene (``scaler`` kept when given) and build the context.
+
+    ``copy=False`` log-normalises a float64 CSR ``counts`` in place: for a caller that owns its copy
+    and needs no counts afterwards (one matrix of the data's size less at the peak).
+    """
     cell_sizes = size_factors(counts)
-    values = lognorm(counts, cell_sizes)
+    values = lognorm(counts, cell_sizes, copy=copy)
     train_cells, val_cells = split_cells(
         counts.shape[0], train_params.val_fraction, train_params.seed, train_params.max_val_cells
     )
@@ -297,16 +302,20 @@ def fit_gapfill(
     check_layout(counts, layout, model_params)
     if start_from is not None and list(start_from.gene_names) != [str(g) for g in layout["genes"]]:
         raise ValueError("fine-tuning keeps the model's layout: align the counts to start_from.gene_names")
+    fingerprint = run_fingerprint(counts, layout, model_params, train_params)
+    # ``counts`` is this function's own copy (as_counts_matrix): log-normalised in place, then gone.
     data = training_data(
-        counts, model_params, train_params, None if start_from is None else GeneScaler.from_dict(start_from.scaler)
+        counts, model_params, train_params, None if start_from is None else GeneScaler.from_dict(start_from.scaler),
+        copy=False,
     )
+    del counts
     module = seeded_module(data.scaler, layout, model_params, train_params)
     if start_from is not None:
         module.net.load_state_dict(start_from.state_dict)
     precision = resolve_precision(train_params)
     # A fine-tuning run starts from weights the fingerprint does not see: it never resumes.
     result = _train(module, data, layout, train_params, precision, logger, callbacks,
-                    run_fingerprint(counts, layout, model_params, train_params), resumable=start_from is None)
+                    fingerprint, resumable=start_from is None)
     if result is None:
         return None
     return _bundle(*result, data, layout, model_params, train_params, precision)
