@@ -5,7 +5,7 @@ Usage::
     python benchmarks/train_speed.py [--epochs 5] [--batch-size 16] [--no-context]
         [--depth 2] [--base-channels 16] [--patience N] [--min-delta D]
         [--accelerator auto] [--threads N] [--precision P] [--contiguous]
-        [--simulated-genes G] [--contention | --compare]
+        [--simulated-genes G] [--contention | --compare | --impute-batch-sizes B [B ...]]
 
 Trains for a fixed number of epochs (early stopping effectively off unless
 ``--patience`` is given) and prints one table: machine, data size, grid,
@@ -107,14 +107,14 @@ def simulated_counts(n_genes: int) -> tuple[sp.csr_matrix, list[str]]:
     return sp.csr_matrix(adata.X), [str(g) for g in adata.var_names]
 
 
-def imputation_cells_per_s(bundle, counts, repeats: int = 3) -> float:
+def imputation_cells_per_s(bundle, counts, repeats: int = 3, batch_size: int = 64) -> float:
     """Cells/s of the network's pass alone: no output smoothing (its neighbour search is not the network)."""
     from scgapfill.imputation import impute_counts
 
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        impute_counts(bundle, counts, {"output_smoothing": 0.0})
+        impute_counts(bundle, counts, {"output_smoothing": 0.0, "batch_size": batch_size})
         seconds.append(time.perf_counter() - start)
     return counts.shape[0] / float(np.median(seconds))
 
@@ -139,6 +139,19 @@ def compare(counts, layout, model, train, machine_rows: list[tuple[str, str]]) -
         print(f"| {precision} | {layout_name} | {train_rate:.0f} | {impute_rate:.0f} | {val_loss:.5f} |")
 
 
+def impute_batches(bundle, counts, batch_sizes: list[int], machine_rows: list[tuple[str, str]]) -> None:
+    """Imputation cells/s for each batch size, twice in turn (A B A B: the machine drifts)."""
+    rates: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    for _ in range(2):
+        for batch_size in batch_sizes:
+            rates[batch_size].append(imputation_cells_per_s(bundle, counts, batch_size=batch_size))
+    for name, value in machine_rows:
+        print(f"{name}: {value}")
+    print("\n| impute.batch_size | imputation cells/s (median of 3, two rounds) |\n|---|---|")
+    for batch_size, values in rates.items():
+        print(f"| {batch_size} | {' / '.join(f'{v:.0f}' for v in values)} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -160,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
                       help="cells/s with threads auto and 1, alone and beside one BLAS job")
     mode.add_argument("--compare", action="store_true",
                       help="cells/s for 32-bit and bf16, each contiguous and channels-last")
+    mode.add_argument("--impute-batch-sizes", type=int, nargs="+", default=None,
+                      help="train once, then imputation cells/s for each impute.batch_size")
     args = parser.parse_args(argv)
 
     import torch
@@ -202,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.compare:
         compare(counts, layout, model, train, machine)
+        return
+    if args.impute_batch_sizes:
+        impute_batches(fit_gapfill(counts, layout, model, train), counts, args.impute_batch_sizes, machine)
         return
     start = time.perf_counter()
     bundle = fit_gapfill(counts, layout, model, train)

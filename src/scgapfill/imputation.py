@@ -140,11 +140,32 @@ def align_genes(counts_csr: Any, gene_names: Any, model_genes: Any) -> tuple[sp.
     return aligned, report
 
 
+class LognormRows:
+    """Rows of ``log1p(counts / sf * 1e4)``, each made when asked for: the same numbers as rows of the
+    whole matrix, which is never held beside the output (at 100k cells it is ~400 MB of float64).
+
+    ``counts`` must hold its values exactly (it is the caller's clean matrix or this module's copy).
+    """
+
+    def __init__(self, counts: sp.csr_matrix, size_factors: np.ndarray) -> None:
+        self.counts, self.size_factors, self.shape = counts, size_factors, counts.shape
+
+    def __getitem__(self, rows: slice) -> sp.csr_matrix:
+        return lognorm(self.counts[rows], self.size_factors[rows])
+
+
+def _clean_csr(counts: Any) -> bool:
+    """Already what :func:`as_counts_matrix` would copy it into: CSR, float, sorted, no stored zeros,
+    finite and >= 0 (so its rows can be read instead of a float64 copy of the whole)."""
+    return (sp.issparse(counts) and counts.format == "csr" and counts.dtype in (np.float32, np.float64)
+            and counts.has_sorted_indices and bool(np.all(counts.data > 0)) and bool(np.all(np.isfinite(counts.data))))
+
+
 @dataclass
 class _Inputs:
     """What every chunk's prediction reads: the cells' values and the graphs built once over all cells."""
 
-    values: sp.csr_matrix  # log1p(counts / sf * 1e4) of every cell
+    values: LognormRows  # log1p(counts / sf * 1e4) of any cells asked for
     space: str  # the context's averaging space
     pca: Any = None  # the input's principal components (places the estimates when neighbours are found on them)
     graph: Any = None  # the input's kNN graph
@@ -152,21 +173,29 @@ class _Inputs:
     source: Any = None  # the values the context averages
 
 
-def _inputs(counts: sp.csr_matrix, model: ModelParams, params: ImputeParams, seed: int) -> _Inputs:
-    """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours."""
+def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: ImputeParams, seed: int) -> _Inputs:
+    """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours.
+
+    ``counts`` is imputed_chunks' validated float64 copy of ``original``. The rows are read from
+    ``original`` itself where it is clean, so the copy lives only while the graphs are built.
+    """
     from .cellgraph import NeighbourWalk, context_source, knn_graph, pca_embedding
 
-    # ``counts`` is imputed_chunks' own copy: log-normalised in place, one matrix instead of two.
-    inputs = _Inputs(values=lognorm(counts, size_factors(counts), copy=False), space=model.context_space)
+    sf = size_factors(counts)
+    clean = _clean_csr(original)
+    inputs = _Inputs(values=LognormRows(original if clean else counts, sf), space=model.context_space)
     smoothing = params.output_smoothing > 0
     on_imputed = params.smoothing_neighbours == "imputed"
-    embedding = None
-    if model.context_channel or smoothing:
-        embedding, inputs.pca = pca_embedding(inputs.values, model.context_n_pcs, seed)
+    if not (model.context_channel or smoothing):
+        return inputs
+    # Every cell at once, for the PCA and the context's source: in place on the copy when the rows
+    # are read from ``original``, so the copy goes when the graphs are built.
+    whole = lognorm(counts, sf, copy=not clean)
+    embedding, inputs.pca = pca_embedding(whole, model.context_n_pcs, seed)
     if model.context_channel or (smoothing and not on_imputed):
         inputs.graph = knn_graph(embedding, model.context_k)
     if model.context_channel:
-        inputs.source = context_source(inputs.values, model.context_space)  # once: each chunk's context averages every cell
+        inputs.source = context_source(whole, model.context_space)  # once: each chunk's context averages every cell
         inputs.walk = NeighbourWalk(inputs.graph, model.context_steps)
     return inputs
 
@@ -223,8 +252,8 @@ def imputed_chunks(
             f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
         )
     model = bundle.model
-    inputs = _inputs(counts, model, params, bundle.train.seed)
-    del counts  # log-normalised in place: it is inputs.values now
+    inputs = _inputs(counts, counts_csr, model, params, bundle.train.seed)
+    del counts  # what the chunks need of it is in inputs (the rows are read again from clean counts)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = bundle.build_network().to(device)
     scaler = GeneScaler.from_dict(bundle.scaler)

@@ -191,7 +191,7 @@ class TrainParams(_Params):
 
 class ImputeParams(_Params):
     fill_only_zeros: bool = True
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(64, ge=1)
     # Each cell's estimated levels averaged with its k neighbours' estimates (this weight on theirs).
     output_smoothing: float = Field(0.5, ge=0, le=1)
     # Neighbours for that average: those of the context ("input") or found again on the estimates ("imputed").

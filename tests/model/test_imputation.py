@@ -261,3 +261,24 @@ def test_output_reordered_to_the_data_genes_in_place_block_by_block():
     assert reordered is out
     np.testing.assert_array_equal(reordered, expected)
     assert in_column_order(out, np.arange(4)) is out
+
+
+def test_clean_counts_are_read_in_place_and_give_the_numbers_of_a_copy(untrained, counts):
+    from scgapfill.imputation import _clean_csr
+
+    clean = sp.csr_matrix(counts, dtype=np.float32)
+    clean.eliminate_zeros()
+    clean.sort_indices()
+    assert _clean_csr(clean)
+    # The same counts in forms that are copied first: dense, integer, and with a stored zero.
+    stored_zero = clean.copy()
+    stored_zero.data[0] = 0.0
+    expected_zero = stored_zero.copy()
+    expected_zero.eliminate_zeros()
+    assert not any(_clean_csr(m) for m in (clean.toarray(), clean.astype(np.int64), stored_zero))
+    before = clean.data.copy()
+    from_clean = impute_counts(untrained, clean)
+    np.testing.assert_array_equal(clean.data, before)  # the caller's matrix is read, never written
+    np.testing.assert_array_equal(from_clean, impute_counts(untrained, clean.toarray()))
+    np.testing.assert_array_equal(from_clean, impute_counts(untrained, clean.astype(np.int64)))
+    np.testing.assert_array_equal(impute_counts(untrained, stored_zero), impute_counts(untrained, expected_zero))
