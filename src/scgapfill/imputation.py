@@ -196,6 +196,10 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
         inputs.graph = knn_graph(embedding, model.context_k)
     if model.context_channel:
         inputs.source = context_source(whole, model.context_space)  # once: each chunk's context averages every cell
+        if clean and np.array_equal(inputs.source.indptr, original.indptr) \
+                and np.array_equal(inputs.source.indices, original.indices):
+            # The same sparsity pattern as the clean counts: their index arrays serve, the copy's go.
+            inputs.source.indices, inputs.source.indptr = original.indices, original.indptr
         inputs.walk = NeighbourWalk(inputs.graph, model.context_steps)
     return inputs
 

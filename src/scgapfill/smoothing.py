@@ -54,7 +54,11 @@ def smoothed_chunks(
                 part = block[:, source_chunk]
                 if part.nnz:
                     neighbours += part @ (own_levels if j == i else store.get(j))
-            yield chunk, np.log1p((1 - weight) * own_levels + weight * neighbours).astype(np.float32)
+            # (1 - w) * own + w * neighbours, made in the neighbours' array: two chunk-sized float64
+            # temporaries fewer at imputation's peak, the same numbers (an addition's order is free).
+            neighbours *= weight
+            neighbours += (1 - weight) * own_levels
+            yield chunk, np.log1p(neighbours, out=neighbours).astype(np.float32)
 
 
 class _LevelStore:
