@@ -80,6 +80,11 @@ def median_cells_per_s(bundle) -> float:
     return bundle.info["n_train_cells"] / float(np.median(bundle.info["epoch_seconds"]))
 
 
+def print_machine(machine_rows: list[tuple[str, str]]) -> None:
+    for name, value in machine_rows:
+        print(f"{name}: {value}")
+
+
 def contention(counts, layout, model, train, machine_rows: list[tuple[str, str]]) -> None:
     """cells/s with num_threads auto and 1, alone and beside one BLAS job; one table."""
     from scgapfill.train.fit import fit_gapfill
@@ -93,8 +98,7 @@ def contention(counts, layout, model, train, machine_rows: list[tuple[str, str]]
             label = f"auto ({resolve_num_threads(0)})" if threads == 0 else str(threads)
             results.append((label, "yes" if busy else "no", median_cells_per_s(bundle),
                             float(np.median(bundle.info["epoch_seconds"]))))
-    for name, value in machine_rows:
-        print(f"{name}: {value}")
+    print_machine(machine_rows)
     print("\n| num_threads | beside one BLAS job | cells/s (median epoch) | s/epoch |\n|---|---|---|---|")
     for label, busy, cells_per_s, seconds in results:
         print(f"| {label} | {busy} | {cells_per_s:.0f} | {seconds:.2f} |")
@@ -131,8 +135,7 @@ def compare(counts, layout, model, train, machine_rows: list[tuple[str, str]]) -
             results.append((precision, "channels-last" if channels_last else "contiguous",
                             median_cells_per_s(bundle), imputation_cells_per_s(bundle, counts),
                             bundle.info["best_val_loss"]))
-    for name, value in machine_rows:
-        print(f"{name}: {value}")
+    print_machine(machine_rows)
     print("\n| precision | layout | training cells/s (median epoch) | imputation cells/s (median of 3) "
           "| best val_loss |\n|---|---|---|---|---|")
     for precision, layout_name, train_rate, impute_rate, val_loss in results:
@@ -145,8 +148,7 @@ def impute_batches(bundle, counts, batch_sizes: list[int], machine_rows: list[tu
     for _ in range(2):
         for batch_size in batch_sizes:
             rates[batch_size].append(imputation_cells_per_s(bundle, counts, batch_size=batch_size))
-    for name, value in machine_rows:
-        print(f"{name}: {value}")
+    print_machine(machine_rows)
     print("\n| impute.batch_size | imputation cells/s (median of 3, two rounds) |\n|---|---|")
     for batch_size, values in rates.items():
         print(f"| {batch_size} | {' / '.join(f'{v:.0f}' for v in values)} |")

@@ -191,15 +191,13 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
     # Every cell at once, for the PCA and the context's source: in place on the copy when the rows
     # are read from ``original``, so the copy goes when the graphs are built.
     whole = lognorm(counts, sf, copy=not clean)
+    if clean:  # the validated copy has the clean counts' very pattern: one set of index arrays is kept
+        whole = sp.csr_matrix((whole.data, original.indices, original.indptr), shape=whole.shape)
     embedding, inputs.pca = pca_embedding(whole, model.context_n_pcs, seed)
     if model.context_channel or (smoothing and not on_imputed):
         inputs.graph = knn_graph(embedding, model.context_k)
     if model.context_channel:
         inputs.source = context_source(whole, model.context_space)  # once: each chunk's context averages every cell
-        if clean and np.array_equal(inputs.source.indptr, original.indptr) \
-                and np.array_equal(inputs.source.indices, original.indices):
-            # The same sparsity pattern as the clean counts: their index arrays serve, the copy's go.
-            inputs.source.indices, inputs.source.indptr = original.indices, original.indptr
         inputs.walk = NeighbourWalk(inputs.graph, model.context_steps)
     return inputs
 
