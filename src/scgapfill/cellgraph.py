@@ -66,16 +66,46 @@ def context_source(lognorm: Any, space: str = "log") -> sp.csr_matrix:
     return X
 
 
-def walk_mean(walk: sp.spmatrix, source: sp.csr_matrix, space: str = "log") -> np.ndarray:
+class CountsPerTarget:
+    """``counts / size_factors[:, None] * target_sum``, the source of the ``"counts"`` context, never made.
+
+    A walk averages it by weighting its own columns instead, ``(walk * scale) @ counts``: the
+    context then needs no matrix of the data's size beyond the counts the caller already holds
+    (at 100k cells the made source was ~270 MB of float64). The product runs in float32 whatever
+    the counts' dtype, so a cell's context is the same for float32, float64 or integer counts (count
+    values are exact in float32), and float32 counts are never copied; its sums of at most
+    ``k**steps`` terms differ from the made source's in the last float32 digits.
+    """
+
+    def __init__(self, counts: sp.csr_matrix, size_factors: np.ndarray, target_sum: float = 1e4) -> None:
+        if counts.dtype != np.float32:  # the values only: the index arrays are shared
+            counts = sp.csr_matrix((counts.data.astype(np.float32), counts.indices, counts.indptr), shape=counts.shape)
+        self.counts = counts
+        self.scale = target_sum / np.asarray(size_factors, dtype=np.float64)
+        self.shape = counts.shape
+
+    def averaged(self, walk: sp.spmatrix) -> sp.csr_matrix:
+        walk = sp.csr_matrix(walk)
+        weights = (walk.data * self.scale[walk.indices]).astype(np.float32)
+        return sp.csr_matrix((weights, walk.indices, walk.indptr), shape=walk.shape) @ self.counts
+
+
+def walk_mean(walk: sp.spmatrix, source: Any, space: str = "log") -> np.ndarray:
     """Context rows ``walk @ source`` in log-normalised space, dense float32.
 
-    ``source`` comes from :func:`context_source` with the same ``space``. For ``"counts"`` the
+    ``source`` comes from :func:`context_source` with the same ``space``, or is a
+    :class:`CountsPerTarget` (``"counts"`` only). For ``"counts"`` the
     result is the log1p of the neighbours' mean count per 1e4: the log of their expression level,
     which is what a count model estimates, rather than the mean of their logs, which sinks
     wherever zeros are common.
     """
     _check_space(space)
-    context = walk @ source
+    if isinstance(source, CountsPerTarget):
+        if space != "counts":
+            raise ValueError("CountsPerTarget is the source of the 'counts' context only")
+        context = source.averaged(walk)
+    else:
+        context = walk @ source
     context = np.asarray(context.toarray() if sp.issparse(context) else context, dtype=np.float64)
     if space == "counts":
         context = np.log1p(context)

@@ -179,7 +179,7 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
     ``counts`` is imputed_chunks' validated float64 copy of ``original``. The rows are read from
     ``original`` itself where it is clean, so the copy lives only while the graphs are built.
     """
-    from .cellgraph import NeighbourWalk, context_source, knn_graph, pca_embedding
+    from .cellgraph import CountsPerTarget, NeighbourWalk, context_source, knn_graph, pca_embedding
 
     sf = size_factors(counts)
     clean = _clean_csr(original)
@@ -197,7 +197,9 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
     if model.context_channel or (smoothing and not on_imputed):
         inputs.graph = knn_graph(embedding, model.context_k)
     if model.context_channel:
-        inputs.source = context_source(whole, model.context_space)  # once: each chunk's context averages every cell
+        # Each chunk's context averages every cell: in counts space straight from the clean counts.
+        inputs.source = (CountsPerTarget(inputs.values.counts, sf) if model.context_space == "counts"
+                         else context_source(whole, model.context_space))
         inputs.walk = NeighbourWalk(inputs.graph, model.context_steps)
     return inputs
 

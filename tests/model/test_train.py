@@ -272,6 +272,28 @@ def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
         context_source(X, "linear")
 
 
+def test_counts_context_from_the_counts_equals_the_made_source():
+    """The context imputation averages straight from the counts (no source matrix) is the made source's."""
+    from scgapfill.cellgraph import CountsPerTarget, context_source, neighbour_walk, walk_mean
+    from scgapfill.normalization import lognorm, size_factors
+
+    rng = np.random.default_rng(3)
+    counts = sp.csr_matrix(rng.poisson(0.8, size=(40, 15)).astype(np.float32))
+    counts = counts[np.asarray(counts.sum(axis=1)).ravel() > 0]
+    sf = size_factors(counts)
+    X = lognorm(counts, sf)
+    walk = neighbour_walk(X, k=4, n_pcs=5, seed=0, steps=2)[:]
+    made = walk_mean(walk, context_source(X, "counts"), "counts")
+    source = CountsPerTarget(counts, sf)
+    assert source.averaged(walk).dtype == np.float32  # float32 counts are never copied to float64
+    np.testing.assert_allclose(walk_mean(walk, source, "counts"), made, rtol=1e-5, atol=1e-6)
+    # float64 counts give the same context, bit for bit
+    np.testing.assert_array_equal(walk_mean(walk, CountsPerTarget(counts.astype(np.float64), sf), "counts"),
+                                  walk_mean(walk, source, "counts"))
+    with pytest.raises(ValueError, match="'counts' context only"):
+        walk_mean(walk, source, "log")
+
+
 def test_imputation_uses_the_context_space_the_model_was_trained_with(masked, layout, model_params, train_params):
     from scgapfill.params import ModelParams, TrainParams
 

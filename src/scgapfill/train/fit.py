@@ -19,6 +19,7 @@ the same :func:`_train` and :func:`_bundle` (:mod:`scgapfill.train.sharded`).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -316,6 +317,10 @@ def fit_gapfill(
     # A fine-tuning run starts from weights the fingerprint does not see: it never resumes.
     result = _train(module, data, layout, train_params, precision, logger, callbacks,
                     fingerprint, resumable=start_from is None)
-    if result is None:
-        return None
-    return _bundle(*result, data, layout, model_params, train_params, precision)
+    bundle = None if result is None else _bundle(*result, data, layout, model_params, train_params, precision)
+    # Lightning's trainer, the module and the loaders hold each other in reference cycles, and through
+    # the loaders the training data (a matrix of the counts' size): free them now, not whenever the
+    # cycle collector next runs, so imputation after fit does not run beside them (1.2 GB at 100k cells).
+    del data, module, result
+    gc.collect()
+    return bundle
