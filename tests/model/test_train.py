@@ -56,6 +56,23 @@ def test_training_runs_on_cpu_and_records_history(bundle, train_params, counts):
     assert all(t.device.type == "cpu" for t in bundle.state_dict.values())
 
 
+def test_fit_frees_the_training_data_before_it_returns(masked, layout, model_params, train_params):
+    """Lightning's trainer, module and loaders form reference cycles that hold the training matrix;
+    fit collects them, so imputation after fit does not run beside a second copy of the data."""
+    import gc
+
+    from scgapfill.train.data import CellDataset
+
+    gc.collect()
+    gc.disable()  # only fit's own collection may free them
+    try:
+        fit_gapfill(masked, layout, model_params, train_params)
+        alive = [o for o in gc.get_objects() if isinstance(o, CellDataset)]
+    finally:
+        gc.enable()
+    assert alive == []
+
+
 def test_same_seed_gives_identical_weights_and_imputation(bundle, masked, layout, model_params, train_params):
     again = fit_gapfill(masked, layout, model_params, train_params)
     assert_same_weights(bundle, again)
