@@ -126,8 +126,8 @@ def screenshot(url: str, out: Path, tmp: Path, size: str = "1400,900") -> Path:
 
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory) -> Path:
-    """The project copy after ``kedro run --pipeline=training`` on the embedded data."""
+    """The project copy after ``kedro run --pipelines=training`` on the embedded data."""
     project = make_project_copy(tmp_path_factory.mktemp("project"))
-    result = kedro(project, "run", "--pipeline=training", f"--params={TRAINING_PARAMS}")
+    result = kedro(project, "run", "--pipelines=training", f"--params={TRAINING_PARAMS}")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return project

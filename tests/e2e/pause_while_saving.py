@@ -1,6 +1,6 @@
 """``kedro`` as a user runs it, but pausing inside the write of one file, for the kill tests.
 
-Usage: ``python pause_while_saving.py <file name> <marker file> run --pipeline=... --params=...``.
+Usage: ``python pause_while_saving.py <file name> <marker file> run --pipelines=... --params=...``.
 When the project starts writing ``<file name>`` (the temporary beside it is complete, the rename to
 come), the temporary's path is written to ``<marker file>`` and the process sleeps: the test then
 kills it at exactly that point.

@@ -45,7 +45,7 @@ def start(project: Path, pause_in: str | None = None) -> tuple[subprocess.Popen,
     command = [sys.executable, "-m", "kedro"] if pause_in is None else \
         [sys.executable, str(HERE / "pause_while_saving.py"), pause_in, str(marker)]
     log = open(project / "run.log", "a")
-    proc = subprocess.Popen([*command, "run", "--pipeline=training", f"--params={PARAMS}"], cwd=project,
+    proc = subprocess.Popen([*command, "run", "--pipelines=training", f"--params={PARAMS}"], cwd=project,
                             env=project_env(project), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, marker
 
@@ -117,7 +117,7 @@ def test_sigkill_while_saving_then_sigterm_in_training_then_resume(project, clie
     assert interrupted.info.status == "KILLED"
     assert record(project)["status"] == "killed"
 
-    result = kedro(project, "run", "--pipeline=training", f"--params={PARAMS}")
+    result = kedro(project, "run", "--pipelines=training", f"--params={PARAMS}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Resuming training from" in result.stdout + result.stderr
     finished = last_run(client)

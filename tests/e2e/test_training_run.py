@@ -1,4 +1,4 @@
-"""``kedro run --pipeline=training`` end to end: outputs, MLflow run, registered model, inference."""
+"""``kedro run --pipelines=training`` end to end: outputs, MLflow run, registered model, inference."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_inference_on_new_data_aligns_genes_by_name(trained_project, tmp_path):
     new.write_h5ad(path)
     before = path.read_bytes()
 
-    result = kedro(trained_project, "run", "--pipeline=inference",
+    result = kedro(trained_project, "run", "--pipelines=inference",
                    f"--params=input.path={path},inference.uri=models:/scgapfill-unet/1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = ad.read_h5ad(trained_project / "data" / "07_model_output" / "inference_imputed.h5ad")
@@ -137,6 +137,6 @@ def test_inference_on_new_data_aligns_genes_by_name(trained_project, tmp_path):
 
 
 def test_bad_model_uri_fails_with_a_clear_message(trained_project):
-    result = kedro(trained_project, "run", "--pipeline=inference", "--params=inference.uri=models:/no-such-model/7")
+    result = kedro(trained_project, "run", "--pipelines=inference", "--params=inference.uri=models:/no-such-model/7")
     assert result.returncode != 0
     assert "inference.uri" in result.stdout + result.stderr
