@@ -82,7 +82,6 @@ class CountsPerTarget:
             counts = sp.csr_matrix((counts.data.astype(np.float32), counts.indices, counts.indptr), shape=counts.shape)
         self.counts = counts
         self.scale = target_sum / np.asarray(size_factors, dtype=np.float64)
-        self.shape = counts.shape
 
     def averaged(self, walk: sp.spmatrix) -> sp.csr_matrix:
         walk = sp.csr_matrix(walk)
