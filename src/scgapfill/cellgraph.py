@@ -176,20 +176,73 @@ def nearest_neighbours(
             NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm).fit(embedding).kneighbors(embedding)
         )
     else:
-        from pynndescent import NNDescent
+        neighbours, distances = _nndescent(embedding, k + 1, seed).neighbor_graph
+    return _without_own(neighbours, distances, np.arange(n_cells))
 
-        index = NNDescent(
-            embedding, n_neighbors=k + 1, random_state=seed, low_memory=True, verbose=False,
-            n_trees=min(64, 5 + int(round(n_cells**0.5 / 20.0))), n_iters=max(5, int(round(np.log2(n_cells)))),
-        )
-        neighbours, distances = index.neighbor_graph
-    rows = np.arange(n_cells)
-    # Duplicate cells can push the cell itself out of first place: drop it wherever it is,
-    # and drop the farthest neighbour where it does not appear at all.
-    is_self = neighbours == rows[:, None]
+
+def _nndescent(embedding: np.ndarray, n_neighbors: int, seed: int) -> Any:
+    """pynndescent's index, seeded, with UMAP's settings for the number of trees and iterations."""
+    from pynndescent import NNDescent
+
+    n_cells = embedding.shape[0]
+    return NNDescent(
+        embedding, n_neighbors=n_neighbors, random_state=seed, low_memory=True, verbose=False,
+        n_trees=min(64, 5 + int(round(n_cells**0.5 / 20.0))), n_iters=max(5, int(round(np.log2(n_cells)))),
+    )
+
+
+def _without_own(neighbours: np.ndarray, distances: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k + 1`` found per row less one: the row's own cell wherever it is (duplicate cells can push
+    it out of first place), the farthest where it does not appear (or is -1: not among those searched)."""
+    is_self = neighbours == own[:, None]
     is_self[~is_self.any(axis=1), -1] = True
     keep = ~is_self
-    return neighbours[keep].reshape(n_cells, k), distances[keep].reshape(n_cells, k)
+    n_rows, k = neighbours.shape[0], neighbours.shape[1] - 1
+    return neighbours[keep].reshape(n_rows, k), distances[keep].reshape(n_rows, k)
+
+
+class ReferenceIndex:
+    """The ``k`` nearest cells of a fixed reference for any cells, in the reference's embedding.
+
+    Where the graph cannot span every cell (chunked inference above ``inference.reference_cells``),
+    each cell's neighbours are searched among the reference's, as a new cell is mapped onto an
+    atlas: built once, queried one chunk at a time. Up to ``exact_max_cells`` reference cells the
+    search is exact (scikit-learn, brute force: its cost grows with cells x reference), above it
+    approximate (pynndescent, whose one-off compilation takes a minute or two on a CPU).
+    """
+
+    def __init__(self, embedding: np.ndarray, k: int, seed: int = 0, exact_max_cells: int = 5_000) -> None:
+        _check_k(k)
+        embedding = np.asarray(embedding)
+        n_cells = embedding.shape[0]
+        if n_cells < 2:
+            raise ValueError(f"a reference needs at least 2 cells, got {n_cells}; raise inference.reference_cells")
+        self.k = min(k, n_cells - 1)
+        self.n_cells = n_cells
+        if n_cells <= exact_max_cells:
+            from sklearn.neighbors import NearestNeighbors
+
+            self._exact = NearestNeighbors(n_neighbors=self.k + 1, algorithm="brute").fit(embedding)
+        else:
+            self._exact = None
+            # More neighbours in the index than asked for: its search graph then finds the true ones more often.
+            self._index = _nndescent(embedding, min(max(self.k + 1, 30), n_cells - 1), seed)
+            self._index.prepare()
+
+    def graph(self, embedding: np.ndarray, own: np.ndarray) -> sp.csr_matrix:
+        """Weight ``1/k`` on each row's ``k`` nearest reference cells; ``own`` is the row's own place in the
+        reference (-1 for a cell outside it), never its own neighbour."""
+        embedding = np.asarray(embedding)
+        if self._exact is not None:
+            distances, neighbours = self._exact.kneighbors(embedding)
+        else:
+            neighbours, distances = self._index.query(embedding, k=self.k + 1)
+        neighbours, _ = _without_own(neighbours, distances, np.asarray(own))
+        n_rows = neighbours.shape[0]
+        return sp.csr_matrix(
+            (np.full(n_rows * self.k, 1.0 / self.k), neighbours.ravel(), np.arange(0, n_rows * self.k + 1, self.k)),
+            shape=(n_rows, self.n_cells),
+        )
 
 
 def knn_graph(embedding: np.ndarray, k: int, seed: int = 0) -> sp.csr_matrix:
@@ -287,11 +340,21 @@ class NeighbourWalk:
 
     def __getitem__(self, rows: Any) -> sp.csr_matrix:
         cells = np.arange(self.shape[0])[rows]
-        walk = self.weights[cells]
-        for _ in range(self.steps - 1):
-            walk = sp.csr_matrix(walk @ self.weights)
-            own_cell = np.repeat(cells, np.diff(walk.indptr))
-            walk.data[walk.indices == own_cell] = 0.0  # the walks back to their own cell
-            walk.eliminate_zeros()
-            walk = sp.csr_matrix(sp.diags(1.0 / np.asarray(walk.sum(axis=1)).ravel()) @ walk)
-        return sp.csr_matrix(walk)
+        return walk_on(self.weights[cells], self.weights, self.steps, cells)
+
+
+def walk_on(first: sp.spmatrix, weights: sp.csr_matrix, steps: int, own: np.ndarray) -> sp.csr_matrix:
+    """Rows that take their first step by ``first`` (over ``weights``' cells) and ``steps - 1`` more on
+    ``weights``, the walks back to each row's own cell removed and the rows renormalised.
+
+    ``own`` is each row's cell among ``weights``' (-1 for a cell that is not one of them: a new cell
+    walking on a reference's graph has no walk back to itself to remove).
+    """
+    walk = sp.csr_matrix(first)
+    for _ in range(steps - 1):
+        walk = sp.csr_matrix(walk @ weights)
+        own_cell = np.repeat(own, np.diff(walk.indptr))
+        walk.data[walk.indices == own_cell] = 0.0  # the walks back to their own cell
+        walk.eliminate_zeros()
+        walk = sp.csr_matrix(sp.diags(1.0 / np.asarray(walk.sum(axis=1)).ravel()) @ walk)
+    return walk

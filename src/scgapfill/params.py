@@ -207,12 +207,27 @@ class FinalParams(_Params):
     refit: bool = False
 
 
+# Fewer reference cells than a few neighbourhoods cannot stand for a data set's cell states.
+MIN_REFERENCE_CELLS = 100
+
+
 class InferenceParams(_Params):
     # An MLflow model URI (models:/..., runs:/...) or a local bundle path.
     uri: str = ""
     # Cells read, imputed and written per chunk; 0 reads the whole data set into memory
     # (needed for 10x files and for .h5ad files whose counts are only in layers['counts']).
     chunk_size: int = Field(10240, ge=0)
+    # A chunked .h5ad of more cells than this is imputed against a random reference of this many:
+    # the cell graph (context, output smoothing) is built on them, so memory stops growing with the
+    # cells (docs/performance.md). At or below it, the graph spans every cell. 0: always every cell.
+    reference_cells: int = Field(50000, ge=0)
+
+    @field_validator("reference_cells")
+    @classmethod
+    def _reference_large_enough(cls, value: int) -> int:
+        if 0 < value < MIN_REFERENCE_CELLS:
+            raise ValueError(f"must be 0 (the graph over every cell) or at least {MIN_REFERENCE_CELLS} cells")
+        return value
 
 
 class EvaluationParams(_Params):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -43,6 +44,58 @@ def read_aligned_counts_backed(
     report : dict
         What :func:`scgapfill.imputation.align_genes` reports.
     """
+    obs = read_obs(path)
+    parts, report = [], {}
+    for _, aligned, report in aligned_chunks(path, model_genes, chunk_size):
+        parts.append(aligned)
+    return sp.csr_matrix(sp.vstack(parts, format="csr")), obs, report
+
+
+def read_obs(path: str | Path) -> pd.DataFrame:
+    """The cell annotations of a ``.h5ad`` (opened backed: ``X`` is not read), index unique strings."""
+    path = _checked_h5ad(path)
+    with readable(path, ".h5ad"):
+        backed = ad.read_h5ad(path, backed="r")
+    try:
+        check_not_empty(backed.n_obs, backed.n_vars, str(path))
+        obs = backed.obs.copy()
+    finally:
+        backed.file.close()
+    obs.index = obs.index.astype(str)
+    if not obs.index.is_unique:
+        obs.index = ad.utils.make_index_unique(obs.index)
+    return obs
+
+
+def aligned_chunks(path: str | Path, model_genes: list[str], chunk_size: int) -> Iterator[tuple[int, sp.csr_matrix, dict]]:
+    """``(first row, counts, alignment report)`` of each ``chunk_size`` cells of a ``.h5ad``'s ``X``, on the
+    model's genes (float32 CSR), read in backed mode; each chunk is checked to hold raw integer counts."""
+    path = _checked_h5ad(path)
+    if chunk_size < 1:
+        raise ValueError(f"inference.chunk_size must be >= 1 cell for chunked reading, got {chunk_size}")
+    with readable(path, ".h5ad"):
+        handle = h5py.File(path, "r")
+    try:
+        with readable(path, ".h5ad"):  # X and var only: the cells' annotations are read by read_obs
+            matrix = ad.io.sparse_dataset(handle["X"]) if isinstance(handle["X"], h5py.Group) else handle["X"]
+            gene_names = [str(g) for g in ad.io.read_elem(handle["var"]).index]
+        n_cells = matrix.shape[0]
+        check_not_empty(n_cells, len(gene_names), str(path))
+        for start in range(0, n_cells, chunk_size):
+            chunk = sp.csr_matrix(matrix[start : min(start + chunk_size, n_cells)], dtype=np.float32)
+            if not is_integer_counts(chunk):
+                raise ValueError(
+                    f"{path}: X of cells {start}..{start + chunk.shape[0] - 1} is not raw integer counts; "
+                    "chunked inference reads counts from X. Store raw UMI counts in X, or set "
+                    "inference.chunk_size=0 to read layers['counts'] in memory"
+                )
+            aligned, report = align_genes(chunk, gene_names, model_genes)
+            yield start, aligned.astype(np.float32), report
+    finally:
+        handle.close()
+
+
+def _checked_h5ad(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".h5ad" or path.is_dir():
         raise ValueError(
@@ -51,33 +104,7 @@ def read_aligned_counts_backed(
         )
     if not path.exists():
         raise missing_input(path)
-    if chunk_size < 1:
-        raise ValueError(f"inference.chunk_size must be >= 1 cell for chunked reading, got {chunk_size}")
-    with readable(path, ".h5ad"):
-        backed = ad.read_h5ad(path, backed="r")
-    try:
-        check_not_empty(backed.n_obs, backed.n_vars, str(path))
-        gene_names = [str(g) for g in backed.var_names]
-        obs = backed.obs.copy()
-        obs.index = obs.index.astype(str)
-        parts = []
-        for start in range(0, backed.n_obs, chunk_size):
-            chunk = backed.X[start : min(start + chunk_size, backed.n_obs)]
-            chunk = sp.csr_matrix(chunk, dtype=np.float32)
-            if not is_integer_counts(chunk):
-                raise ValueError(
-                    f"{path}: X of cells {start}..{start + chunk.shape[0] - 1} is not raw integer counts; "
-                    "chunked inference reads counts from X. Store raw UMI counts in X, or set "
-                    "inference.chunk_size=0 to read layers['counts'] in memory"
-                )
-            aligned, report = align_genes(chunk, gene_names, model_genes)
-            parts.append(aligned.astype(np.float32))
-    finally:
-        backed.file.close()
-    counts = sp.csr_matrix(sp.vstack(parts, format="csr"))
-    if not obs.index.is_unique:
-        obs.index = ad.utils.make_index_unique(obs.index)
-    return counts, obs, report
+    return path
 
 
 class StreamedImputation:
@@ -125,22 +152,12 @@ class StreamedImputation:
 
     def write_h5ad(self, path: str | Path, compression: str | None = None, **kwargs: Any) -> None:
         """Write everything but the imputed layer through anndata, then fill that layer chunk by chunk."""
-        import h5py
-
         self._skeleton().write_h5ad(path, compression=compression, **kwargs)
-        n_cells, n_genes = self.shape
+        n_cells = self.shape[0]
         rows_per_chunk = max(1, min(self.chunk_size or n_cells, n_cells))
         sf = size_factors(self.counts)
         with h5py.File(path, "a") as handle:
-            layers = {}
-            for name in ("imputed", "imputed_counts"):
-                layers[name] = handle["layers"].create_dataset(
-                    name, shape=(n_cells, n_genes), dtype="float32", compression=compression,
-                    chunks=(min(rows_per_chunk, 1024), n_genes) if n_cells else None,
-                )
-                # The attributes anndata writes for a dense array, so read_h5ad sees an ordinary layer.
-                layers[name].attrs["encoding-type"] = "array"
-                layers[name].attrs["encoding-version"] = "0.2.0"
+            layers = create_dense_layers(handle, self.shape, rows_per_chunk, compression)
             for rows, values in self._chunks():
                 layers["imputed"][rows] = values
                 layers["imputed_counts"][rows] = counts_from_lognorm(values, sf[rows]).astype(np.float32)
@@ -153,3 +170,19 @@ class StreamedImputation:
         adata.layers["imputed_counts"] = counts_from_lognorm(adata.layers["imputed"], adata.obs["size_factor"]
                                                              .to_numpy()).astype(np.float32)
         return adata
+
+
+def create_dense_layers(handle: h5py.File, shape: tuple[int, int], rows_per_chunk: int,
+                        compression: str | None) -> dict[str, h5py.Dataset]:
+    """The empty ``imputed`` and ``imputed_counts`` layers of a written result, filled chunk by chunk."""
+    n_cells, n_genes = shape
+    layers = {}
+    for name in ("imputed", "imputed_counts"):
+        layers[name] = handle["layers"].create_dataset(
+            name, shape=(n_cells, n_genes), dtype="float32", compression=compression,
+            chunks=(max(1, min(rows_per_chunk, 1024)), n_genes) if n_cells else None,
+        )
+        # The attributes anndata writes for a dense array, so read_h5ad sees an ordinary layer.
+        layers[name].attrs["encoding-type"] = "array"
+        layers[name].attrs["encoding-version"] = "0.2.0"
+    return layers

@@ -174,9 +174,14 @@ class GapFill:
     def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
         """The imputation of counts already on the model's genes (:func:`~scgapfill.imputation.align_genes`),
         written ``chunk_size`` cells at a time when saved (:class:`~scgapfill.streaming.StreamedImputation`):
-        for data whose dense result does not fit in memory."""
+        for data whose dense result does not fit in memory. ``counts`` may be a
+        :class:`~scgapfill.reference.BackedCounts` (read again when saved, the graph built against its
+        reference: :class:`~scgapfill.reference.ReferenceImputation`); ``obs`` and ``chunk_size`` are then its own."""
+        from ..reference import BackedCounts, ReferenceImputation
         from ..streaming import StreamedImputation
 
+        if isinstance(counts, BackedCounts):
+            return ReferenceImputation(self._fitted(), counts, self.impute_params, report)
         return StreamedImputation(self._fitted(), counts, obs, self.impute_params, chunk_size, report)
 
     def save(self, path: str | Path) -> Path:

@@ -26,21 +26,40 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
 
     A ``.h5ad`` is read in backed mode ``inference.chunk_size`` cells at a time; other inputs
     (or ``chunk_size: 0``) are read whole. Cells without a count on the model's genes are skipped.
+    A ``.h5ad`` of more than ``inference.reference_cells`` cells is only checked here and a reference
+    of that many kept (:mod:`scgapfill.reference`): it is read again, chunk by chunk, when imputed.
     """
     from scgapfill import io
     from scgapfill.imputation import align_genes, warn_missing_genes
-    from scgapfill.streaming import read_aligned_counts_backed
+    from scgapfill.reference import read_with_reference
+    from scgapfill.streaming import read_aligned_counts_backed, read_obs
     from scgapfill.tracking import log_metric_if_tracking
 
     path = parse("input", input_params).path.strip()
-    chunk_size = parse("inference", inference).chunk_size
+    settings = parse("inference", inference)
+    chunk_size = settings.chunk_size
     genes = list(inference_model.gene_names)
-    if chunk_size and Path(path).suffix == ".h5ad":
-        counts, obs, report = read_aligned_counts_backed(path, genes, chunk_size)
+    chunked = bool(chunk_size) and Path(path).suffix == ".h5ad"
+    if chunked and 0 < settings.reference_cells < len(read_obs(path)):
+        seed = inference_model.bundle.train.seed
+        backed, report = read_with_reference(path, genes, chunk_size, settings.reference_cells, seed)
+        aligned = {"counts": backed, "obs": backed.obs}
     else:
-        new_counts = io.load_input(input_params)
-        counts, report = align_genes(new_counts.X, list(new_counts.var_names), genes)
-        obs = new_counts.obs.copy()
+        if chunked:
+            counts, obs, report = read_aligned_counts_backed(path, genes, chunk_size)
+        else:
+            new_counts = io.load_input(input_params)
+            counts, report = align_genes(new_counts.X, list(new_counts.var_names), genes)
+            obs = new_counts.obs.copy()
+        aligned = _with_counts(counts, obs, path, report)
+    report["missing_gene_share"] = warn_missing_genes(report)
+    log_metric_if_tracking("inference_missing_gene_share", report["missing_gene_share"])
+    log.info("Gene alignment: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
+    return aligned, report
+
+
+def _with_counts(counts: sp.csr_matrix, obs, path: str, report: dict) -> dict:
+    """The cells with counts on the model's genes (the others skipped, with a warning)."""
     totals = np.asarray(counts.sum(axis=1)).ravel()
     empty = totals == 0
     if empty.all():
@@ -49,12 +68,8 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
         log.warning("%d cells have no counts on the model's genes and are skipped: %s",
                     int(empty.sum()), list(obs.index[empty][:5]))
     report["cells_skipped_no_counts"] = int(empty.sum())
-    report["missing_gene_share"] = warn_missing_genes(report)
-    log_metric_if_tracking("inference_missing_gene_share", report["missing_gene_share"])
     kept = ~empty
-    log.info("Gene alignment: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
-    aligned = {"counts": sp.csr_matrix(counts[kept], dtype=np.float32), "obs": obs.loc[kept].copy()}
-    return aligned, report
+    return {"counts": sp.csr_matrix(counts[kept], dtype=np.float32), "obs": obs.loc[kept].copy()}
 
 
 def impute_new(inference_model, aligned: dict, gene_alignment_report: dict, inference: dict):
