@@ -28,7 +28,7 @@ those two calls only) of the library's own stage functions:
   PCA, kNN graph, walk and context source at imputation);
 - training: the rest of ``fit`` (log-normalising, scaling, the Lightning loop, the bundle);
 - smoothing: ``smoothing.smoothed_chunks`` less the network's estimates it asks for
-  (``imputation._predict``), 0 when ``impute.output_smoothing`` is 0;
+  (``imputation.predict_chunk``), 0 when ``impute.output_smoothing`` is 0;
 - imputation: the rest of ``impute_matrix`` (network, per-chunk context, observed counts kept,
   composition).
 
@@ -201,7 +201,7 @@ def split_stages(stats, fit_s: float, impute_s: float) -> dict:
     impute_graph = _cumulative(stats, imputation._inputs)
     smoothed = _cumulative(stats, smoothing.smoothed_chunks)
     # With smoothing on, every network estimate is asked for from inside smoothed_chunks.
-    smooth_s = max(0.0, smoothed - _cumulative(stats, imputation._predict)) if smoothed else 0.0
+    smooth_s = max(0.0, smoothed - _cumulative(stats, imputation.predict_chunk)) if smoothed else 0.0
     return {"graph_s": train_graph + impute_graph, "train_s": fit_s - train_graph,
             "impute_s": impute_s - impute_graph - smooth_s, "smooth_s": smooth_s}
 

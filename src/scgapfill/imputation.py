@@ -162,7 +162,7 @@ def _clean_csr(counts: Any) -> bool:
 
 
 @dataclass
-class _Inputs:
+class NetworkInputs:
     """What every chunk's prediction reads: the cells' values and the graphs built once over all cells."""
 
     values: LognormRows  # log1p(counts / sf * 1e4) of any cells asked for
@@ -173,7 +173,7 @@ class _Inputs:
     source: Any = None  # the values the context averages
 
 
-def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: ImputeParams, seed: int) -> _Inputs:
+def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: ImputeParams, seed: int) -> NetworkInputs:
     """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours.
 
     ``counts`` is imputed_chunks' validated float64 copy of ``original``. The rows are read from
@@ -183,7 +183,7 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
 
     sf = size_factors(counts)
     clean = _clean_csr(original)
-    inputs = _Inputs(values=LognormRows(original if clean else counts, sf), space=model.context_space)
+    inputs = NetworkInputs(values=LognormRows(original if clean else counts, sf), space=model.context_space)
     smoothing = params.output_smoothing > 0
     on_imputed = params.smoothing_neighbours == "imputed"
     if not (model.context_channel or smoothing):
@@ -204,7 +204,9 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
     return inputs
 
 
-def _predict(net: Any, bundle: Any, scaler: Any, inputs: _Inputs, chunk: slice, batch_size: int, device: Any) -> np.ndarray:
+def predict_chunk(
+    net: Any, bundle: Any, scaler: Any, inputs: NetworkInputs, chunk: slice, batch_size: int, device: Any
+) -> np.ndarray:
     """The network's estimate for the cells of ``chunk``, in log1p(counts per 1e4)."""
     import torch
 
@@ -265,7 +267,7 @@ def imputed_chunks(
     chunks = [slice(s, min(s + chunk_size, n_cells)) for s in range(0, n_cells, chunk_size)]
 
     def estimate(chunk: slice) -> np.ndarray:
-        return _predict(net, bundle, scaler, inputs, chunk, params.batch_size, device)
+        return predict_chunk(net, bundle, scaler, inputs, chunk, params.batch_size, device)
 
     if params.output_smoothing:
         finished = smoothed_chunks(estimate, inputs.values, inputs.pca, inputs.graph, chunks, params, model.context_k)

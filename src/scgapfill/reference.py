@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .imputation import LognormRows, imputation_record
+from .imputation import IN_MEMORY_CHUNK_CELLS, LognormRows, NetworkInputs, imputation_record, predict_chunk
 from .normalization import as_composition, counts_from_lognorm
 from .params import ImputeParams, parse
 from .smoothing import observed_kept
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Up to this many reference cells the neighbours are searched exactly: brute force then costs ~0.3 s per
 # 10,000 cells on one CPU thread (3.3 s at 50,000), less than pynndescent's one-off compilation.
 EXACT_SEARCH_MAX_CELLS = 5_000
+COUNTS_BLOCK_ROWS = 1024  # cells per block of the counts-scale layer (the rows of one stored chunk of it)
 
 
 @dataclass
@@ -94,7 +95,9 @@ def read_with_reference(
     drawn = drawn[totals[drawn] > 0]
     report["cells_skipped_no_counts"] = int(n_rows - kept.size)
     if kept.size == 0:
-        raise ValueError(f"no cell of input.path={str(path)!r} has counts on the model's genes; is it the right data set?")
+        raise ValueError(
+            f"no cell of input.path={str(path)!r} has counts on the model's genes; is it the right data set?"
+        )
     if kept.size < n_rows:
         log.warning("%d cells have no counts on the model's genes and are skipped: %s",
                     n_rows - kept.size, list(obs.index[totals == 0][:5]))
@@ -113,7 +116,7 @@ class _Reference:
     smoothing) its cells' estimates; built once, a fixed size whatever the number of cells."""
 
     def __init__(self, bundle: Any, counts: sp.csr_matrix, params: ImputeParams, predict: Any) -> None:
-        from .cellgraph import CountsPerTarget, ReferenceIndex, pca_embedding
+        from .cellgraph import CountsPerTarget, ReferenceIndex, context_source, pca_embedding
 
         model = bundle.model
         self.params, self.steps, self.k = params, model.context_steps, model.context_k
@@ -124,23 +127,21 @@ class _Reference:
         embedding, self.pca = pca_embedding(self.values[:], model.context_n_pcs, bundle.train.seed)
         self.input_index = ReferenceIndex(embedding, self.k, bundle.train.seed, EXACT_SEARCH_MAX_CELLS)
         self.graph = self.input_index.graph(embedding, np.arange(self.n_cells))
-        self.source = CountsPerTarget(counts, self.size_factors) if model.context_space == "counts" else None
-        if model.context_channel and self.source is None:
-            from .cellgraph import context_source
-
-            self.source = context_source(self.values[:], model.context_space)
-        self.space = model.context_space
+        self.space, self.source = model.context_space, None
+        if model.context_channel:  # what the context averages: the reference's cells only
+            self.source = (CountsPerTarget(counts, self.size_factors) if self.space == "counts"
+                           else context_source(self.values[:], self.space))
         self.levels = self.imputed_index = None
         if params.output_smoothing:
             own = np.arange(self.n_cells)
-            levels, embedded = [], []
-            for start in range(0, self.n_cells, 4096):
-                rows = slice(start, min(start + 4096, self.n_cells))
+            self.levels = np.empty((self.n_cells, counts.shape[1]), dtype=np.float32)  # filled in place: one copy
+            embedded = []
+            for start in range(0, self.n_cells, IN_MEMORY_CHUNK_CELLS):
+                rows = slice(start, min(start + IN_MEMORY_CHUNK_CELLS, self.n_cells))
                 estimate = predict(self.inputs(self.values.counts[rows], own[rows]))
                 if params.smoothing_neighbours == "imputed":
                     embedded.append(self._embed(self.values[rows], estimate))
-                levels.append(np.expm1(estimate))
-            self.levels = np.vstack(levels)
+                np.expm1(estimate, out=self.levels[rows])
             if embedded:
                 embedded = np.vstack(embedded)
                 self.imputed_index = ReferenceIndex(embedded, self.k, bundle.train.seed, EXACT_SEARCH_MAX_CELLS)
@@ -153,11 +154,10 @@ class _Reference:
     def inputs(self, counts: sp.csr_matrix, own: np.ndarray) -> Any:
         """The network's inputs for cells ``counts`` (``own``: their places in the reference, -1 outside it)."""
         from .cellgraph import walk_on
-        from .imputation import _Inputs
 
         sf = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
         values = LognormRows(counts, sf)
-        inputs = _Inputs(values=values, space=self.space)
+        inputs = NetworkInputs(values=values, space=self.space)
         if self.context_channel:
             first = self.input_index.graph(self.pca.transform(values[:]), own)
             inputs.walk = _Rows(walk_on(first, self.graph, self.steps, own))
@@ -171,14 +171,18 @@ class _Reference:
         else:
             graph = self.input_index.graph(self.pca.transform(values), own)
         weight = self.params.output_smoothing
-        # float32 on both sides: a float64 graph would make scipy copy every reference estimate to float64.
-        mixed = (graph.astype(np.float32) @ self.levels).astype(np.float64) * weight
-        mixed += (1 - weight) * np.expm1(estimate.astype(np.float64))
-        return np.log1p(mixed, out=mixed).astype(np.float32)
+        # In float32 and in place: a float64 graph would make scipy copy every reference estimate to
+        # float64, and each float64 temporary is twice a chunk's float32 output (10,240 x 2,000: 164 MB).
+        mixed = graph.astype(np.float32) @ self.levels
+        mixed *= weight
+        own_levels = np.expm1(estimate)
+        own_levels *= 1 - weight
+        mixed += own_levels
+        return np.log1p(mixed, out=mixed)
 
 
 class _Rows:
-    """A walk already made for one chunk's cells, read the way ``_predict`` reads a walk's rows."""
+    """A walk already made for one chunk's cells, read the way ``predict_chunk`` reads a walk's rows."""
 
     def __init__(self, walk: sp.csr_matrix) -> None:
         self.walk = walk
@@ -206,7 +210,6 @@ class ReferenceImputation:
     def write_h5ad(self, path: str | Path, compression: str | None = None, **kwargs: Any) -> None:
         import torch
 
-        from .imputation import _predict
         from .train.data import GeneScaler
 
         bundle, backed, params = self.bundle, self.backed, self.params
@@ -215,7 +218,8 @@ class ReferenceImputation:
         scaler = GeneScaler.from_dict(bundle.scaler)
 
         def predict(inputs: Any) -> np.ndarray:
-            return _predict(net, bundle, scaler, inputs, slice(0, inputs.values.shape[0]), params.batch_size, device)
+            every_cell = slice(0, inputs.values.shape[0])
+            return predict_chunk(net, bundle, scaler, inputs, every_cell, params.batch_size, device)
 
         reference = _Reference(bundle, backed.reference, params, predict)
         own_place = np.full(self.shape[0], -1)
@@ -236,7 +240,10 @@ class ReferenceImputation:
                 self._append(handle, rows, values, counts, dataset_kwargs)
                 layers["imputed"][rows] = out
                 sf = inputs.values.size_factors
-                layers["imputed_counts"][rows] = counts_from_lognorm(out, sf).astype(np.float32)
+                for block in range(0, out.shape[0], COUNTS_BLOCK_ROWS):  # its float64 work in small blocks
+                    part = slice(block, block + COUNTS_BLOCK_ROWS)
+                    target = slice(rows.start + block, min(rows.start + block + COUNTS_BLOCK_ROWS, rows.stop))
+                    layers["imputed_counts"][target] = counts_from_lognorm(out[part], sf[part]).astype(np.float32)
                 log.info("imputed cells %d..%d of %d", rows.start, rows.stop - 1, self.shape[0])
 
     @staticmethod

@@ -4,7 +4,8 @@ Memory holds the sparse counts on the model's genes, the neighbour graph and one
 chunk of ``inference.chunk_size`` cells, never the dense cells x genes result. The numbers
 are those of the in-memory path (:func:`scgapfill.imputation.impute_counts`): bit for bit when
 the chunk size is a multiple of ``impute.batch_size`` (the network then sees the same
-batches), to float rounding otherwise.
+batches), to float rounding otherwise. Above ``inference.reference_cells`` cells the graph is built
+against a reference of cells instead, and memory no longer grows with the cells (:mod:`scgapfill.reference`).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def read_aligned_counts_backed(
 ) -> tuple[sp.csr_matrix, pd.DataFrame, dict]:
     """Counts of a ``.h5ad`` on the model's genes, read ``chunk_size`` cells at a time.
 
-    The file is opened read-only in backed mode; only one chunk of its ``X`` is in
-    memory before it is reduced to the model's genes.
+    The file is opened read-only; only one chunk of its ``X`` is in memory before it is
+    reduced to the model's genes (:func:`aligned_chunks`).
 
     Returns
     -------
@@ -67,9 +68,11 @@ def read_obs(path: str | Path) -> pd.DataFrame:
     return obs
 
 
-def aligned_chunks(path: str | Path, model_genes: list[str], chunk_size: int) -> Iterator[tuple[int, sp.csr_matrix, dict]]:
+def aligned_chunks(
+    path: str | Path, model_genes: list[str], chunk_size: int
+) -> Iterator[tuple[int, sp.csr_matrix, dict]]:
     """``(first row, counts, alignment report)`` of each ``chunk_size`` cells of a ``.h5ad``'s ``X``, on the
-    model's genes (float32 CSR), read in backed mode; each chunk is checked to hold raw integer counts."""
+    model's genes (float32 CSR, no stored zeros); each chunk is checked to hold raw integer counts."""
     path = _checked_h5ad(path)
     if chunk_size < 1:
         raise ValueError(f"inference.chunk_size must be >= 1 cell for chunked reading, got {chunk_size}")
@@ -90,7 +93,9 @@ def aligned_chunks(path: str | Path, model_genes: list[str], chunk_size: int) ->
                     "inference.chunk_size=0 to read layers['counts'] in memory"
                 )
             aligned, report = align_genes(chunk, gene_names, model_genes)
-            yield start, aligned.astype(np.float32), report
+            aligned = aligned.astype(np.float32)
+            aligned.eliminate_zeros()  # a stored zero is unobserved, to be filled: never an observed count to keep
+            yield start, aligned, report
     finally:
         handle.close()
 
