@@ -46,7 +46,7 @@ def write_new_data(workdir: Path, cells: int, genes: int, chunk_cells: int = 100
                             truth=False)
 
 
-def run_mode(workdir: Path, mode: str, chunk_size: int) -> None:
+def run_mode(workdir: Path, mode: str, chunk_size: int, reference_cells: int | None = None) -> None:
     """One inference in this process; prints seconds and peak RSS."""
     from scgapfill.datasets import AnnDataDataset
     from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts, load_model
@@ -54,8 +54,11 @@ def run_mode(workdir: Path, mode: str, chunk_size: int) -> None:
     start = time.perf_counter()
     model = load_model({"uri": str(workdir / "model.pt")}, {"fill_only_zeros": True, "batch_size": 256})
     chunk = chunk_size if mode == "chunked" else 0
-    aligned, report = load_aligned_counts({"path": str(workdir / "new.h5ad")}, model, {"chunk_size": chunk})
-    result = impute_new(model, aligned, report, {"chunk_size": chunk})
+    settings = {"chunk_size": chunk}
+    if reference_cells is not None:  # otherwise conf/base's inference.reference_cells
+        settings["reference_cells"] = reference_cells
+    aligned, report = load_aligned_counts({"path": str(workdir / "new.h5ad")}, model, settings)
+    result = impute_new(model, aligned, report, settings)
     if mode == "in-memory":
         result = result.to_memory()  # the dense layer built whole, as before chunking existed
     AnnDataDataset(filepath=str(workdir / f"out_{mode}.h5ad")).save(result)
@@ -80,11 +83,13 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=40000)
     parser.add_argument("--genes", type=int, default=1000)
     parser.add_argument("--chunk-size", type=int, default=10240)
+    parser.add_argument("--reference-cells", type=int, default=None,
+                        help="inference.reference_cells of the chunked mode (default: the parameter's default)")
     parser.add_argument("--_mode", help=argparse.SUPPRESS)
     parser.add_argument("--_workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._mode:
-        run_mode(Path(args._workdir), args._mode, args.chunk_size)
+        run_mode(Path(args._workdir), args._mode, args.chunk_size, args.reference_cells)
         return
     import torch
 

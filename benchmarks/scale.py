@@ -38,8 +38,8 @@ cProfile, for the total alone.
 
 ``--inference-sizes`` adds a table of chunked backed inference (the path of
 benchmarks/inference_memory.py's chunked mode: a throw-away model trained one epoch on 400 cells,
-a simulation without truth layers per size, each run in a fresh process), to check that peak RSS
-stays flat from 100k to 1M cells.
+a simulation without truth layers per size, each run in a fresh process, the graph built against
+``inference.reference_cells`` cells above that many), to check that peak RSS stays flat from 100k to 1M cells.
 
 Rows go to ``--out`` (CSV) after each one, so a run stopped part-way keeps them; the inference
 rows go to ``<out>_inference.csv``.
@@ -112,6 +112,7 @@ INFERENCE_COLUMNS = [
     ("cells", "cells", "{:d}"),
     ("genes", "genes", "{:d}"),
     ("chunk_size", "chunk size", "{:d}"),
+    ("reference_cells", "graph on", "{}"),
     ("input_mb", "input on disk (MB)", "{:.0f}"),
     ("seconds", "seconds", "{:.1f}"),
     ("peak_rss_mb", "peak RSS (MB)", "{:.0f}"),
@@ -385,15 +386,18 @@ def inference_rows(args, params: dict, tmp: Path, on_row) -> None:
     workdir = tmp / "inference"
     workdir.mkdir()
     inference_memory.train_throwaway_model(workdir, args.genes, num_threads=training_threads(params))
+    reference_cells = params["inference"]["reference_cells"]
     for n_cells in args.inference_sizes:
         data = inference_memory.write_new_data(workdir, n_cells, args.genes, chunk_cells=SIMULATION_BLOCK)
         proc = subprocess.run(
             [sys.executable, inference_memory.__file__, "--_mode", "chunked", "--_workdir", str(workdir),
-             "--chunk-size", str(args.chunk_size)], capture_output=True, text=True)
+             "--chunk-size", str(args.chunk_size), "--reference-cells", str(reference_cells)],
+            capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(f"chunked inference of {n_cells} cells failed:\n{proc.stderr[-4000:]}")
         seconds, peak = proc.stdout.split()[-2:]
-        on_row({"cells": n_cells, "genes": args.genes, "chunk_size": args.chunk_size,
+        graph_on = f"{reference_cells} reference cells" if 0 < reference_cells < n_cells else "every cell"
+        on_row({"cells": n_cells, "genes": args.genes, "chunk_size": args.chunk_size, "reference_cells": graph_on,
                 "input_mb": data.stat().st_size / 2**20, "seconds": float(seconds), "peak_rss_mb": float(peak)})
         data.unlink()
         (workdir / "out_chunked.h5ad").unlink(missing_ok=True)  # the dense result: 8 GB at 1M x 2000

@@ -73,16 +73,18 @@ class BackedCounts:
 
 
 def read_with_reference(
-    path: str | Path, model_genes: list[str], chunk_size: int, reference_cells: int, seed: int
+    path: str | Path, obs: pd.DataFrame | None, model_genes: list[str], chunk_size: int, reference_cells: int,
+    seed: int,
 ) -> tuple[BackedCounts, dict]:
     """Check a ``.h5ad``'s counts chunk by chunk and keep only a random ``reference_cells`` of them.
 
-    The reference is drawn with ``seed`` among the file's rows before reading (so in one pass);
-    rows without counts on the model's genes are dropped from it, as from the output.
+    ``obs`` is the file's :func:`~scgapfill.streaming.read_obs` (``None``: read here). The reference is
+    drawn with ``seed`` among the file's rows before reading (so in one pass); rows without counts on
+    the model's genes are dropped from it, as from the output.
     Returns the :class:`BackedCounts` and the gene alignment report.
     """
     path = Path(path)
-    obs = read_obs(path)
+    obs = read_obs(path) if obs is None else obs
     n_rows = len(obs)
     drawn = np.sort(np.random.default_rng(seed).choice(n_rows, size=min(reference_cells, n_rows), replace=False))
     totals, reference, report = np.empty(n_rows), [], {}

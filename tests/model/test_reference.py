@@ -35,7 +35,7 @@ def write_counts(path, counts: sp.csr_matrix) -> None:
 
 
 def impute_file(bundle, path, out, reference_cells: int, params: ImputeParams = PARAMS, chunk_size: int = 32):
-    backed, report = read_with_reference(path, bundle.gene_names, chunk_size, reference_cells, seed=0)
+    backed, report = read_with_reference(path, None, bundle.gene_names, chunk_size, reference_cells, seed=0)
     AnnDataDataset(filepath=str(out)).save(ReferenceImputation(bundle, backed, params, report))
     return ad.read_h5ad(out), backed
 

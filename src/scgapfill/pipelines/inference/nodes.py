@@ -40,9 +40,10 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
     chunk_size = settings.chunk_size
     genes = list(inference_model.gene_names)
     chunked = bool(chunk_size) and Path(path).suffix == ".h5ad"
-    if chunked and 0 < settings.reference_cells < len(read_obs(path)):
+    obs = read_obs(path) if chunked and settings.reference_cells else None
+    if obs is not None and settings.reference_cells < len(obs):
         seed = inference_model.bundle.train.seed
-        backed, report = read_with_reference(path, genes, chunk_size, settings.reference_cells, seed)
+        backed, report = read_with_reference(path, obs, genes, chunk_size, settings.reference_cells, seed)
         aligned = {"counts": backed, "obs": backed.obs}
     else:
         if chunked:
