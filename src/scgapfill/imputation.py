@@ -274,8 +274,14 @@ def imputed_chunks(
     else:
         finished = ((chunk, estimate(chunk)) for chunk in chunks)
     for chunk, out in finished:
-        out = observed_kept(inputs.values[chunk], out) if params.fill_only_zeros else out
-        yield chunk, as_composition(out) if params.scale == "composition" else out
+        yield chunk, delivered(inputs.values[chunk], out, params)
+
+
+def delivered(values: sp.csr_matrix, out: np.ndarray, params: ImputeParams) -> np.ndarray:
+    """A chunk's estimates as delivered: the observed values kept (``impute.fill_only_zeros``), then each
+    cell made a composition (``impute.scale``). ``values`` are the chunk's log-normalised input."""
+    out = observed_kept(values, out) if params.fill_only_zeros else out
+    return as_composition(out) if params.scale == "composition" else out
 
 
 # Cells imputed at a time by impute_counts (rounded up to whole batches). Each chunk's float64 work

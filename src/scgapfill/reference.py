@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .imputation import IN_MEMORY_CHUNK_CELLS, LognormRows, NetworkInputs, imputation_record, predict_chunk
-from .normalization import as_composition, counts_from_lognorm
+from .imputation import (IN_MEMORY_CHUNK_CELLS, LognormRows, NetworkInputs, delivered, imputation_record,
+                         predict_chunk)
+from .normalization import counts_from_lognorm
 from .params import ImputeParams, parse
 from .smoothing import observed_kept
 from .streaming import aligned_chunks, create_dense_layers, read_obs
@@ -162,7 +163,7 @@ class _Reference:
         inputs = NetworkInputs(values=values, space=self.space)
         if self.context_channel:
             first = self.input_index.graph(self.pca.transform(values[:]), own)
-            inputs.walk = _Rows(walk_on(first, self.graph, self.steps, own))
+            inputs.walk = walk_on(first, self.graph, self.steps, own)  # the chunk's rows, read by slicing
             inputs.source = self.source
         return inputs
 
@@ -181,16 +182,6 @@ class _Reference:
         own_levels *= 1 - weight
         mixed += own_levels
         return np.log1p(mixed, out=mixed)
-
-
-class _Rows:
-    """A walk already made for one chunk's cells, read the way ``predict_chunk`` reads a walk's rows."""
-
-    def __init__(self, walk: sp.csr_matrix) -> None:
-        self.walk = walk
-
-    def __getitem__(self, rows: slice) -> sp.csr_matrix:
-        return self.walk[rows]
 
 
 class ReferenceImputation:
@@ -237,8 +228,7 @@ class ReferenceImputation:
                 out = predict(inputs)
                 if params.output_smoothing:
                     out = reference.smoothed(values, out, own)
-                out = observed_kept(values, out) if params.fill_only_zeros else out
-                out = as_composition(out) if params.scale == "composition" else out
+                out = delivered(values, out, params)
                 self._append(handle, rows, values, counts, dataset_kwargs)
                 layers["imputed"][rows] = out
                 sf = inputs.values.size_factors
