@@ -185,7 +185,7 @@ def create_dense_layers(handle: h5py.File, shape: tuple[int, int], rows_per_chun
     for name in ("imputed", "imputed_counts"):
         layers[name] = handle["layers"].create_dataset(
             name, shape=(n_cells, n_genes), dtype="float32", compression=compression,
-            chunks=(max(1, min(rows_per_chunk, 1024)), n_genes) if n_cells else None,
+            chunks=(max(1, min(rows_per_chunk, 1024, n_cells)), n_genes) if n_cells else None,
         )
         # The attributes anndata writes for a dense array, so read_h5ad sees an ordinary layer.
         layers[name].attrs["encoding-type"] = "array"
