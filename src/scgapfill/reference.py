@@ -30,7 +30,7 @@ from .imputation import (IN_MEMORY_CHUNK_CELLS, LognormRows, NetworkInputs, deli
 from .normalization import counts_from_lognorm
 from .params import ImputeParams, parse
 from .smoothing import observed_kept
-from .streaming import aligned_chunks, create_dense_layers, read_obs
+from .streaming import aligned_chunks, cells_with_counts, create_dense_layers, read_obs
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,8 @@ def read_with_reference(
         totals[start:stop] = np.asarray(counts.sum(axis=1)).ravel()
         in_chunk = drawn[(drawn >= start) & (drawn < stop)]
         reference.append(counts[in_chunk[totals[in_chunk] > 0] - start])
-    kept = np.flatnonzero(totals > 0)
+    kept = np.flatnonzero(cells_with_counts(totals, obs, path, report))
     drawn = drawn[totals[drawn] > 0]
-    report["cells_skipped_no_counts"] = int(n_rows - kept.size)
-    if kept.size == 0:
-        raise ValueError(
-            f"no cell of input.path={str(path)!r} has counts on the model's genes; is it the right data set?"
-        )
-    if kept.size < n_rows:
-        log.warning("%d cells have no counts on the model's genes and are skipped: %s",
-                    n_rows - kept.size, list(obs.index[totals == 0][:5]))
     backed = BackedCounts(
         path=path, model_genes=list(model_genes), chunk_size=chunk_size, kept=kept, obs=obs.iloc[kept].copy(),
         totals=totals[kept], reference=sp.csr_matrix(sp.vstack(reference, format="csr"), dtype=np.float32),

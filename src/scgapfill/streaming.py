@@ -191,3 +191,18 @@ def create_dense_layers(handle: h5py.File, shape: tuple[int, int], rows_per_chun
         layers[name].attrs["encoding-type"] = "array"
         layers[name].attrs["encoding-version"] = "0.2.0"
     return layers
+
+
+def cells_with_counts(totals: np.ndarray, obs: pd.DataFrame, path: str | Path, report: dict) -> np.ndarray:
+    """Which cells have counts on the model's genes (``totals`` > 0): the others are skipped with a warning
+    and counted in ``report["cells_skipped_no_counts"]``; none at all is an error naming the input."""
+    empty = np.asarray(totals) == 0
+    if empty.all():
+        raise ValueError(
+            f"no cell of input.path={str(path)!r} has counts on the model's genes; is it the right data set?"
+        )
+    if empty.any():
+        log.warning("%d cells have no counts on the model's genes and are skipped: %s",
+                    int(empty.sum()), list(obs.index[empty][:5]))
+    report["cells_skipped_no_counts"] = int(empty.sum())
+    return ~empty

@@ -61,15 +61,9 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
 
 def _with_counts(counts: sp.csr_matrix, obs, path: str, report: dict) -> dict:
     """The cells with counts on the model's genes (the others skipped, with a warning)."""
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    empty = totals == 0
-    if empty.all():
-        raise ValueError(f"no cell of input.path={path!r} has counts on the model's genes; is it the right data set?")
-    if empty.any():
-        log.warning("%d cells have no counts on the model's genes and are skipped: %s",
-                    int(empty.sum()), list(obs.index[empty][:5]))
-    report["cells_skipped_no_counts"] = int(empty.sum())
-    kept = ~empty
+    from scgapfill.streaming import cells_with_counts
+
+    kept = cells_with_counts(np.asarray(counts.sum(axis=1)).ravel(), obs, path, report)
     return {"counts": sp.csr_matrix(counts[kept], dtype=np.float32), "obs": obs.loc[kept].copy()}
 
 
