@@ -60,6 +60,8 @@ CONFIGS: dict[str, dict] = {
     "budget_1024": {"train": {"cells_per_epoch": 1024}},
     "budget_2048": {"train": {"cells_per_epoch": 2048}},
     "budget_1024_steps_2000": {"train": {"cells_per_epoch": 1024, "max_steps": 2000}},
+    "steps_2000_cosine": {"train": {"cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000,
+                                    "lr_schedule": "cosine"}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }

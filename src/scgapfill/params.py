@@ -158,6 +158,10 @@ class TrainParams(_Params):
     cells_per_epoch: int = Field(0, ge=0)
     max_val_cells: int = Field(0, ge=0)
     max_steps: int = Field(-1, ge=-1)
+    # "cosine": the learning rate falls from lr to 0 along a half cosine over the run's optimiser steps
+    # (max_epochs x the batches of an epoch, or max_steps rounded up to whole epochs), so a step budget
+    # ends on small, settled steps; "constant": lr throughout, early stopping ends the run.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     seed: int = 0
     accelerator: str = "auto"
     devices: Any = "auto"

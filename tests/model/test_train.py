@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import sys
 
@@ -419,3 +420,23 @@ def test_max_val_cells_caps_the_validation_cells_and_trains_the_rest():
     assert len(val) == 50 and len(train) == 950 and not set(train) & set(val)
     assert [len(part) for part in split_cells(1000, 0.2, 0)] == [800, 200]
     assert [len(part) for part in split_cells(1000, 0.2, 0, max_val_cells=500)] == [800, 200]
+
+
+class LearningRates(L.Callback):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_cosine_schedule_falls_to_zero_over_the_step_budget(counts, layout, model_params, train_params):
+    budget = train_params.model_copy(update={"max_steps": 8, "patience": 10, "lr_schedule": "cosine"})
+    rates = LearningRates()
+    fit_gapfill(counts, layout, model_params, budget, callbacks=[rates])
+    # 6 batches an epoch, 8 steps rounded up to 2 whole epochs: a half cosine over 12 steps.
+    expected = [0.5 * budget.lr * (1 + math.cos(math.pi * step / 12)) for step in range(12)]
+    assert rates.rates == pytest.approx(expected)
+    constant = LearningRates()
+    fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"max_steps": 8}), callbacks=[constant])
+    assert constant.rates == [train_params.lr] * 12

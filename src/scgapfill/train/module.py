@@ -122,7 +122,7 @@ class GapFillModule(L.LightningModule):
                  batch_size=batch["values"].shape[0], sync_dist=True)
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         lr = float(self.train_params["lr"])
         groups = [{"params": list(self.net.parameters())}]
         if self.log_theta is not None:
@@ -131,7 +131,13 @@ class GapFillModule(L.LightningModule):
             # Two numbers shared by every entry: at the network's rate they would take most of
             # training to settle, and the network's estimate of the mean waits for them.
             groups.append({"params": [self.dropout_curve], "lr": lr * 10})
-        return torch.optim.Adam(groups, lr=lr)
+        optimizer = torch.optim.Adam(groups, lr=lr)
+        if self.train_params.get("lr_schedule", "constant") == "constant":
+            return optimizer
+        # The horizon Lightning plans for (max_epochs x limit_train_batches); early stopping may end
+        # the run before the rate reaches 0.
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def __getstate__(self) -> dict[str, Any]:
         # Lightning's own drops the trainer (locks, process groups): the weight average deep-copies the module.
