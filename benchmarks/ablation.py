@@ -30,6 +30,7 @@ CONFIGS: dict[str, dict] = {
     # gene layout (default: correlation)
     "layout_given": {"layout": {"strategy": "given"}},
     "layout_random": {"layout": {"strategy": "random"}},
+    "layout_spacing_2": {"layout": {"spacing": 2.0}},
     # neighbour context (default: on, 2 diffusion steps)
     "context_off": {"model": {"context_channel": False}},
     "context_steps1": {"model": {"context_steps": 1}},
@@ -62,6 +63,12 @@ CONFIGS: dict[str, dict] = {
     "budget_1024_steps_2000": {"train": {"cells_per_epoch": 1024, "max_steps": 2000}},
     "steps_2000_cosine": {"train": {"cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000,
                                     "lr_schedule": "cosine"}},
+    # the grid and the context on the short cosine budget (real-data ablations)
+    "steps_2000_cosine_spacing_2": {"train": {"cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000,
+                                              "lr_schedule": "cosine"}, "layout": {"spacing": 2.0}},
+    "steps_2000_cosine_context_steps3": {"train": {"cells_per_epoch": 4096, "max_val_cells": 2048,
+                                                   "max_steps": 2000, "lr_schedule": "cosine"},
+                                         "model": {"context_steps": 3}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }

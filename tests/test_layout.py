@@ -215,3 +215,19 @@ def test_validate_layout_requires_keys() -> None:
     del broken["shape"]
     with pytest.raises(ValueError, match="shape"):
         layout.validate_layout(broken)
+
+
+def test_spacing_spreads_the_genes_over_a_larger_grid() -> None:
+    x = np.random.default_rng(0).poisson(1.0, size=(40, 100)).astype(float)
+    names = [f"g{i}" for i in range(100)]
+    tight = layout.compute_layout(x, names, divisor=4)
+    spaced = layout.compute_layout(x, names, divisor=4, spacing=2.0)
+    assert tight["shape"] == [12, 12] and spaced["shape"] == [16, 16]  # 100 and 200 genes' worth of pixels
+    assert len(set(spaced["positions"])) == 100
+    # The same gene order, every gene two or three steps further along the curve than the one before it.
+    curve = layout.gilbert_curve(16, 16)
+    step = np.argsort(curve)[np.sort(spaced["positions"])]
+    assert set(np.diff(np.sort(step))) == {2, 3}
+    assert np.argsort(spaced["positions"]).tolist() != list(range(100))  # the correlation order, not the given one
+    with pytest.raises(ValueError, match=r"layout\.spacing"):
+        layout.compute_layout(x, names, spacing=0.5)

@@ -139,6 +139,7 @@ def compute_layout(
     strategy: str = "correlation",
     divisor: int = 4,
     seed: int = 0,
+    spacing: float = 1.0,
 ) -> dict:
     """Place genes on a grid.
 
@@ -154,6 +155,10 @@ def compute_layout(
         Both grid sides are multiples of this (``2**depth`` of the U-Net).
     seed
         Seed of the ``random`` strategy.
+    spacing
+        Pixels per gene: 1 is the smallest grid that holds the genes, side by side; above 1 the grid
+        has about ``spacing`` times as many pixels and the genes sit evenly apart along the order,
+        so each convolution sees fewer genes.
 
     Returns
     -------
@@ -165,7 +170,9 @@ def compute_layout(
         raise ValueError(f"layout: matrix has {X.shape[1]} genes but {n_genes} gene names were given")
     if strategy not in STRATEGIES:
         raise ValueError(f"layout.strategy={strategy!r} is not one of {list(STRATEGIES)}")
-    height, width = grid_shape(n_genes, divisor)
+    if spacing < 1:
+        raise ValueError(f"layout.spacing={spacing} is below 1: the grid needs a pixel for every gene")
+    height, width = grid_shape(math.ceil(n_genes * spacing), divisor)
     if strategy == "given":
         order = np.arange(n_genes)
         pixels = np.arange(height * width)
@@ -176,7 +183,8 @@ def compute_layout(
         order = correlation_order(X)
         pixels = gilbert_curve(height, width)
     positions = np.empty(n_genes, dtype=np.int64)
-    positions[order] = pixels[:n_genes]
+    slots = np.arange(n_genes) if spacing == 1 else np.arange(n_genes) * (height * width) // n_genes
+    positions[order] = pixels[slots]
     log.info("Gene layout %s: %d genes on a %dx%d grid", strategy, n_genes, height, width)
     return {
         "genes": [str(g) for g in gene_names],

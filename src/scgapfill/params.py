@@ -83,6 +83,8 @@ class HVGParams(_Params):
 class LayoutParams(_Params):
     strategy: Literal["given", "random", "correlation"] = "correlation"
     seed: int = 0
+    # Pixels per gene (1: the smallest grid; 2: about twice the pixels, the genes evenly apart).
+    spacing: float = Field(1.0, ge=1.0)
 
 
 class HeldoutParams(_Params):

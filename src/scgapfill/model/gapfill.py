@@ -28,7 +28,8 @@ def compute_gene_layout(values: Any, genes: list[str], layout: LayoutParams | di
     strategy orders genes by their correlation across these cells).
     """
     params = parse("layout", layout)
-    return compute_layout(values, list(genes), strategy=params.strategy, divisor=2**depth, seed=params.seed)
+    return compute_layout(values, list(genes), strategy=params.strategy, divisor=2**depth, seed=params.seed,
+                          spacing=params.spacing)
 
 
 def laid_out(counts: Any, genes: list[str], layout: LayoutParams | dict | None, depth: int,
