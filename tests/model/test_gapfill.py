@@ -152,6 +152,17 @@ def test_one_call_impute_fills_in_place(adata, model_params, train_params):
     assert data.uns["gapfill"]["output_smoothing"] == 0.0
 
 
+def test_a_spaced_layout_trains_on_the_larger_grid_and_imputes(adata, model_params, train_params):
+    model = GapFill(model=model_params, train={**train_params.model_dump(), "max_epochs": 1},
+                    layout={"spacing": 2.0}).fit(adata)
+    assert model.bundle.layout["shape"] == [12, 12]  # 64 genes: 8x8 packed, 128 pixels' worth spaced
+    data = adata.copy()
+    model.impute(data)
+    assert np.isfinite(data.layers["imputed"]).all()
+    filled = np.expm1(data.layers["imputed"]).sum(axis=1)
+    np.testing.assert_allclose(filled, 1e4, rtol=1e-4)
+
+
 def test_importing_the_package_does_not_import_torch():
     code = "import sys, scgapfill; assert 'torch' not in sys.modules; print(scgapfill.GapFill.__name__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
