@@ -100,8 +100,8 @@ def gilbert_curve(height: int, width: int) -> np.ndarray:
 def _gene_correlation(X: Any, block_rows: int = 4096) -> np.ndarray:
     """Gene-gene Pearson correlation of a cells x genes matrix, densified a block of rows at a time.
 
-    The Gram matrix of dense blocks is a BLAS product: at 50k cells x 2,000 genes about 4x faster than
-    the sparse product, in at most ``block_rows`` x genes of float64 beyond the matrix itself.
+    The Gram matrix of dense blocks is a BLAS product, several times faster than the sparse product at
+    tens of thousands of cells, in at most ``block_rows`` x genes of float64 beyond the matrix itself.
     """
     n, n_genes = X.shape
     gram = np.zeros((n_genes, n_genes))
