@@ -24,6 +24,9 @@ from scgapfill.params import dotted_overrides, merged, read_parameter_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# 2,000 optimiser steps whatever the data's size, the learning rate down to 0 along a half cosine
+COSINE_2000 = {"cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000, "lr_schedule": "cosine"}
+
 # name -> overrides of the base parameters (nested dicts)
 CONFIGS: dict[str, dict] = {
     "default": {},
@@ -61,14 +64,10 @@ CONFIGS: dict[str, dict] = {
     "budget_1024": {"train": {"cells_per_epoch": 1024}},
     "budget_2048": {"train": {"cells_per_epoch": 2048}},
     "budget_1024_steps_2000": {"train": {"cells_per_epoch": 1024, "max_steps": 2000}},
-    "steps_2000_cosine": {"train": {"cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000,
-                                    "lr_schedule": "cosine"}},
+    "steps_2000_cosine": {"train": COSINE_2000},
     # the grid and the context on the short cosine budget (real-data ablations)
-    "steps_2000_cosine_spacing_2": {"train": {"cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000,
-                                              "lr_schedule": "cosine"}, "layout": {"spacing": 2.0}},
-    "steps_2000_cosine_context_steps3": {"train": {"cells_per_epoch": 4096, "max_val_cells": 2048,
-                                                   "max_steps": 2000, "lr_schedule": "cosine"},
-                                         "model": {"context_steps": 3}},
+    "steps_2000_cosine_spacing_2": {"train": COSINE_2000, "layout": {"spacing": 2.0}},
+    "steps_2000_cosine_context_steps3": {"train": COSINE_2000, "model": {"context_steps": 3}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},
 }

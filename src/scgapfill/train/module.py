@@ -136,7 +136,8 @@ class GapFillModule(L.LightningModule):
             return optimizer
         # The horizon Lightning plans for (max_epochs x limit_train_batches); early stopping may end
         # the run before the rate reaches 0.
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.estimated_stepping_batches))
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def __getstate__(self) -> dict[str, Any]:
