@@ -225,8 +225,9 @@ def test_spacing_spreads_the_genes_over_a_larger_grid() -> None:
     assert tight["shape"] == [12, 12] and spaced["shape"] == [16, 16]  # 100 and 200 genes' worth of pixels
     assert len(set(spaced["positions"])) == 100
     # The same gene order, every gene two or three steps further along the curve than the one before it.
-    curve = layout.gilbert_curve(16, 16)
-    step = np.argsort(curve)[np.sort(spaced["positions"])]
+    step = np.argsort(layout.gilbert_curve(16, 16))[spaced["positions"]]
+    tight_step = np.argsort(layout.gilbert_curve(12, 12))[tight["positions"]]
+    assert np.argsort(step).tolist() == np.argsort(tight_step).tolist()
     assert set(np.diff(np.sort(step))) == {2, 3}
     assert np.argsort(spaced["positions"]).tolist() != list(range(100))  # the correlation order, not the given one
     with pytest.raises(ValueError, match=r"layout\.spacing"):

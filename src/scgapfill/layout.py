@@ -187,6 +187,8 @@ def compute_layout(
         order = correlation_order(X)
         pixels = gilbert_curve(height, width)
     positions = np.empty(n_genes, dtype=np.int64)
+    # At 1 the genes stay side by side and the grid's spare pixels at the curve's end: the layouts of
+    # before the parameter existed, pixel for pixel.
     slots = np.arange(n_genes) if spacing == 1 else np.arange(n_genes) * (height * width) // n_genes
     positions[order] = pixels[slots]
     log.info("Gene layout %s: %d genes on a %dx%d grid", strategy, n_genes, height, width)

@@ -132,7 +132,7 @@ class GapFillModule(L.LightningModule):
             # training to settle, and the network's estimate of the mean waits for them.
             groups.append({"params": [self.dropout_curve], "lr": lr * 10})
         optimizer = torch.optim.Adam(groups, lr=lr)
-        if self.train_params.get("lr_schedule", "constant") == "constant":
+        if self.train_params["lr_schedule"] == "constant":
             return optimizer
         # The horizon Lightning plans for (max_epochs x limit_train_batches); early stopping may end
         # the run before the rate reaches 0.
