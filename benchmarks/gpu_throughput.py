@@ -8,12 +8,14 @@ contiguous, ``torch.compile`` or not) trains ``--steps`` optimiser steps through
 Lightning path (the precision is ``train.precision``'s default: bf16-mixed on a GPU, 32-true on the
 CPU) and prints one table:
 
-- training cells/s: the median epoch (the first carries the warm-up and compilation);
+- training cells/s: the median epoch, its validation batches included (the first epoch carries the
+  warm-up and compilation, and is left out where there are others);
 - loader cells/s: the same training loader iterated alone, batches moved to the device: where it is
   not well above the training rate, the loader (densifying sparse rows, the context rows), not the
   network, sets the pace;
-- imputation cells/s: the network's pass over every cell (no output smoothing), the context graph of
-  the imputed cells included, and the graph's own seconds beside it;
+- imputation cells/s, at the first batch size only: the network's pass over every cell (no output
+  smoothing; the imputation builds its own network from the weights, never compiled), the context
+  graph of the imputed cells included (its cost is about the preparation's "training data" line);
 - peak device memory and the best validation loss (a check that the variants train alike).
 
 The machine, the data size and the seconds of each preparation step come first. Nothing here is a
@@ -70,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from scgapfill.imputation import impute_counts
-    from scgapfill.train.data import as_counts_matrix
     from scgapfill.layout import compute_layout
     from scgapfill.normalization import lognorm, size_factors
     from scgapfill.params import ModelParams, TrainParams
     from scgapfill.simulate import simulate
+    from scgapfill.train.data import as_counts_matrix
     from scgapfill.train.fit import _bundle, _loaders, _train, seeded_module, training_data
     from scgapfill.train.trainer import resolve_precision
 
