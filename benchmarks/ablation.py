@@ -68,7 +68,7 @@ CONFIGS: dict[str, dict] = {
     # the grid and the context on the short cosine budget (real-data ablations)
     "steps_2000_cosine_spacing_2": {"train": COSINE_2000, "layout": {"spacing": 2.0}},
     "steps_2000_cosine_context_steps3": {"train": COSINE_2000, "model": {"context_steps": 3}},
-    # a narrower network on the same budget (a third of the convolutions' work: the scale issue)
+    # a narrower network on the same budget (the scale issue; docs/performance.md, "A narrower network")
     "steps_2000_cosine_base_channels_8": {"train": COSINE_2000, "model": {"base_channels": 8}},
     # output (default: observed counts kept, zeros filled)
     "fill_all": {"impute": {"fill_only_zeros": False}},

@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from scgapfill.imputation import impute_counts
     from scgapfill.layout import compute_layout
     from scgapfill.normalization import lognorm, size_factors
     from scgapfill.params import ModelParams, TrainParams
@@ -79,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     from scgapfill.train.data import as_counts_matrix
     from scgapfill.train.fit import _bundle, _loaders, _train, seeded_module, training_data
     from scgapfill.train.trainer import resolve_precision
+    from train_speed import imputation_cells_per_s
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     seconds: dict[str, float] = {}
@@ -120,10 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             epoch_seconds = float(np.median(bundle.info["epoch_seconds"][1:] or bundle.info["epoch_seconds"]))
             impute_rate = float("nan")
             if batch_size == args.batch_sizes[0]:  # the imputation does not depend on the training batch
-                start = time.perf_counter()
-                impute_counts(bundle, counts, {"output_smoothing": 0.0, "batch_size": args.impute_batch_size},
-                              device)
-                impute_rate = counts.shape[0] / (time.perf_counter() - start)
+                impute_rate = imputation_cells_per_s(bundle, counts, repeats=1, batch_size=args.impute_batch_size)
             peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
             rows.append((name, batch_size, precision, train.cells_per_epoch / epoch_seconds, loader_rate,
                          impute_rate, peak, bundle.info["best_val_loss"]))

@@ -1,7 +1,7 @@
 """Smoke test of benchmarks/gpu_throughput.py on the CPU: the script a GPU session runs once must run.
 
-Tiny sizes, one variant; checks the table's rows and that every figure is a finite positive number
-(never a timing's value).
+Tiny sizes, two variants; checks the table's rows, that the rates are positive and the validation
+losses finite, and which rows time the imputation (never a timing's value).
 """
 
 from __future__ import annotations
