@@ -18,14 +18,14 @@ the per-gene held-out Pearson median and the RMSE to the simulation's true means
 
 The U-Net's parameters are conf/base's with ``--set`` overrides; its stages are timed as follows.
 The layout is one explicit call of the modeling node ``compute_gene_layout`` (handed to ``fit``),
-timed by the wall clock. The graph is built inside ``GapFill.fit`` and ``GapFill.impute_matrix``,
-and the API has no call that builds it alone without building it again there, so those two calls
-are timed by the wall clock and split with cProfile cumulative times (the profiler runs during
-those two calls only) of the library's own stage functions:
+timed by the wall clock. The graph is built inside ``GapFill.fit`` (and
+taken again by ``GapFill.impute_matrix``, the cells being the same), and the API has no call that
+builds it alone, so those two calls are timed by the wall clock and split with cProfile cumulative
+times (the profiler runs during those two calls only) of the library's own stage functions:
 
-- graph/context: ``cellgraph.neighbour_walk`` and ``cellgraph.context_source`` called by
-  ``train.fit.training_data`` (the training context), plus ``imputation._inputs`` (the input's
-  PCA, kNN graph, walk and context source at imputation);
+- graph/context: ``cellgraph.graph_key``, ``cellgraph.cell_graph`` and ``cellgraph.context_source``
+  called by ``train.fit.training_data`` (the training context), plus ``imputation._inputs`` (at
+  imputation: the check that the training graph is the input's, the walk and the context source);
 - training: the rest of ``fit`` (log-normalising, scaling, the Lightning loop, the bundle);
 - smoothing: ``smoothing.smoothed_chunks`` less the network's estimates it asks for
   (``imputation.predict_chunk``), 0 when ``impute.output_smoothing`` is 0;
@@ -197,8 +197,8 @@ def split_stages(stats, fit_s: float, impute_s: float) -> dict:
     from scgapfill import cellgraph, imputation, smoothing
     from scgapfill.train import fit
 
-    train_graph = (_cumulative(stats, cellgraph.neighbour_walk, caller=fit.training_data)
-                   + _cumulative(stats, cellgraph.context_source, caller=fit.training_data))
+    train_graph = sum(_cumulative(stats, function, caller=fit.training_data)
+                      for function in (cellgraph.graph_key, cellgraph.cell_graph, cellgraph.context_source))
     impute_graph = _cumulative(stats, imputation._inputs)
     smoothed = _cumulative(stats, smoothing.smoothed_chunks)
     # With smoothing on, every network estimate is asked for from inside smoothed_chunks.

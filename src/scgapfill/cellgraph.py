@@ -6,6 +6,8 @@ baseline, the clustering metrics and the UMAP plots.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -124,8 +126,43 @@ def neighbour_walk(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, st
 def neighbour_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0) -> sp.csr_matrix:
     """The one-step walk: weight ``1/k`` on each of a cell's ``k`` nearest neighbours in PCA space,
     the cell itself excluded (zero diagonal). Parameters as in :func:`neighbour_context`."""
+    return cell_graph(lognorm, k, n_pcs, seed).graph
+
+
+@dataclass
+class CellGraph:
+    """:func:`neighbour_graph`'s graph with the fitted PCA it was found in, and what it was built from.
+
+    ``key`` (:func:`graph_key`) names the counts and settings, so a caller holding the counts again
+    can take the graph instead of building it: training builds it for its context, and imputing the
+    same cells right after (``GapFill.fit`` then ``impute`` on one AnnData) needs the very same one.
+    """
+
+    pca: Any
+    graph: sp.csr_matrix
+    key: str = ""
+
+    def matches(self, counts: sp.csr_matrix, k: int, n_pcs: int, seed: int) -> bool:
+        """Whether this is the graph of ``counts`` for these settings (cheap checks first, then the hash)."""
+        return self.graph.shape[0] == counts.shape[0] and self.key == graph_key(counts, k, n_pcs, seed)
+
+
+def cell_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, key: str = "") -> CellGraph:
+    """The PCA of ``lognorm`` and the one-step walk in it (:func:`neighbour_graph`), as a :class:`CellGraph`."""
     _check_k(k)
-    return knn_graph(pca_embedding(lognorm, n_pcs, seed)[0], k, seed)
+    embedding, pca = pca_embedding(lognorm, n_pcs, seed)
+    return CellGraph(pca, knn_graph(embedding, k, seed), key)
+
+
+def graph_key(counts: sp.csr_matrix, k: int, n_pcs: int, seed: int) -> str:
+    """A hash of the raw counts (CSR, as :func:`~scgapfill.train.data.as_counts_matrix` gives them) and the
+    settings their :class:`CellGraph` is built with: its values, pattern and shape, so two matrices share a
+    key only when every entry is the same."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((counts.shape, k, n_pcs, seed)).encode())
+    for array in (counts.indptr, counts.indices, counts.data):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0) -> tuple[np.ndarray, Any]:

@@ -173,11 +173,14 @@ class NetworkInputs:
     source: Any = None  # the values the context averages
 
 
-def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: ImputeParams, seed: int) -> NetworkInputs:
+def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: ImputeParams, seed: int,
+            known: Any = None) -> NetworkInputs:
     """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours.
 
     ``counts`` is imputed_chunks' validated float64 copy of ``original``. The rows are read from
     ``original`` itself where it is clean, so the copy lives only while the graphs are built.
+    ``known`` is a :class:`~scgapfill.cellgraph.CellGraph` taken instead of a new PCA and search when
+    it was built from these very counts with these settings (the bundle's training cells).
     """
     from .cellgraph import CountsPerTarget, NeighbourWalk, context_source, knn_graph, pca_embedding
 
@@ -188,18 +191,24 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
     on_imputed = params.smoothing_neighbours == "imputed"
     if not (model.context_channel or smoothing):
         return inputs
-    # Every cell at once, for the PCA and the context's source: in place on the copy when the rows
-    # are read from ``original``, so the copy goes when the graphs are built.
-    whole = lognorm(counts, sf, copy=not clean)
-    if clean:  # the validated copy has the clean counts' very pattern: one set of index arrays is kept
-        whole = sp.csr_matrix((whole.data, original.indices, original.indptr), shape=whole.shape)
-    embedding, inputs.pca = pca_embedding(whole, model.context_n_pcs, seed)
+    settings = (model.context_k, model.context_n_pcs, seed)
+    if known is not None and not known.matches(counts, *settings):
+        known = None
+    log_context = model.context_channel and model.context_space != "counts"
+    whole = None
+    if known is None or log_context:
+        # Every cell at once, for the PCA and the log context's source: in place on the copy when the
+        # rows are read from ``original``, so the copy goes when the graphs are built.
+        whole = lognorm(counts, sf, copy=not clean)
+        if clean:  # the validated copy has the clean counts' very pattern: one set of index arrays is kept
+            whole = sp.csr_matrix((whole.data, original.indices, original.indptr), shape=whole.shape)
+    embedding, inputs.pca = pca_embedding(whole, model.context_n_pcs, seed) if known is None else (None, known.pca)
     if model.context_channel or (smoothing and not on_imputed):
-        inputs.graph = knn_graph(embedding, model.context_k)
+        inputs.graph = knn_graph(embedding, model.context_k, seed) if known is None else known.graph
     if model.context_channel:
         # Each chunk's context averages every cell: in counts space straight from the clean counts.
-        inputs.source = (CountsPerTarget(inputs.values.counts, sf) if model.context_space == "counts"
-                         else context_source(whole, model.context_space))
+        inputs.source = context_source(whole, model.context_space) if log_context \
+            else CountsPerTarget(inputs.values.counts, sf)
         inputs.walk = NeighbourWalk(inputs.graph, model.context_steps)
     return inputs
 
@@ -235,6 +244,7 @@ def imputed_chunks(
     params: ImputeParams | dict | None = None,
     device: Any = None,
     chunk_size: int | None = None,
+    out: np.ndarray | None = None,
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Impute ``chunk_size`` cells at a time; yields ``(rows, values)`` in cell order.
 
@@ -242,7 +252,8 @@ def imputed_chunks(
     (the neighbour graph spans every cell, so it is built once from the sparse matrix). With
     ``impute.output_smoothing`` every cell's estimate is needed before its neighbours' are final:
     they are written to temporary files first, one per chunk, and read back one at a time.
-    ``chunk_size=None`` is one chunk.
+    ``chunk_size=None`` is one chunk. ``out``, the caller's float32 array of the whole result, which it
+    fills with what this yields, holds the estimates meanwhile instead (one product per chunk, no files).
     """
     import torch
 
@@ -258,7 +269,7 @@ def imputed_chunks(
             f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
         )
     model = bundle.model
-    inputs = _inputs(counts, counts_csr, model, params, bundle.train.seed)
+    inputs = _inputs(counts, counts_csr, model, params, bundle.train.seed, bundle.cell_graph)
     del counts  # what the chunks need of it is in inputs (the rows are read again from clean counts)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = bundle.build_network().to(device)
@@ -270,7 +281,8 @@ def imputed_chunks(
         return predict_chunk(net, bundle, scaler, inputs, chunk, params.batch_size, device)
 
     if params.output_smoothing:
-        finished = smoothed_chunks(estimate, inputs.values, inputs.pca, inputs.graph, chunks, params, model.context_k)
+        finished = smoothed_chunks(estimate, inputs.values, inputs.pca, inputs.graph, chunks, params, model.context_k,
+                                   levels=out)
     else:
         finished = ((chunk, estimate(chunk)) for chunk in chunks)
     for chunk, out in finished:
@@ -321,9 +333,9 @@ def impute_counts(
     """
     batch_size = (bundle.impute if params is None else parse("impute", params)).batch_size
     # Whole batches per chunk, so the numbers are those of one chunk; beyond one chunk the output's
-    # float32 array is the only whole-data array held (the smoothing's float64 work is per chunk).
+    # float32 array is the only whole-data array held (it holds the estimates while they are smoothed).
     chunk_size = -(-IN_MEMORY_CHUNK_CELLS // batch_size) * batch_size
     out = np.empty((counts_csr.shape[0], len(bundle.gene_names)), dtype=np.float32)
-    for rows, values in imputed_chunks(bundle, counts_csr, params, device, chunk_size=chunk_size):
+    for rows, values in imputed_chunks(bundle, counts_csr, params, device, chunk_size=chunk_size, out=out):
         out[rows] = values
     return out

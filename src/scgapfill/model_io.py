@@ -58,6 +58,9 @@ class GapFillBundle:
         Mean wall time of an epoch (training and validation) and training cells per second of it.
     info
         Free-form extras (numbers and strings), e.g. cell counts of the split.
+    cell_graph
+        The neighbour graph of the cells it was just trained on (a :class:`~scgapfill.cellgraph.CellGraph`),
+        which imputing those same cells takes instead of building it again; never saved.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -72,6 +75,7 @@ class GapFillBundle:
     cells_per_s: float = float("nan")
     info: dict = field(default_factory=dict)
     impute_params: dict = field(default_factory=dict)
+    cell_graph: Any = field(default=None, repr=False, compare=False)
 
     @property
     def model(self) -> Any:

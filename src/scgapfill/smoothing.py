@@ -24,17 +24,20 @@ def observed_kept(values: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
 
 def smoothed_chunks(
     estimate: Callable[[slice], np.ndarray], values: sp.csr_matrix, pca: Any, graph: Any, chunks: list[slice],
-    params: ImputeParams, k: int,
+    params: ImputeParams, k: int, levels: np.ndarray | None = None,
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Every cell's levels averaged with its neighbours' (``impute.output_smoothing`` on theirs).
 
-    All estimates exist before any chunk is final: they wait in a store, read back one chunk at a time.
+    All estimates exist before any chunk is final. ``levels`` is an array of the result's shape the
+    caller lends (float32, the one it fills with what this yields): every estimate waits in it and each
+    chunk's average is one product over it; the chunks are yielded once all are made, so writing them
+    into ``levels`` is safe. Without it the estimates wait in a store (temporary files beyond one
+    chunk) and each chunk reads every other back: for output that never exists whole in memory.
     ``values`` are the cells' log-normalised input, ``pca`` the input's principal components (they place
     the estimates when the neighbours are found on them), ``graph`` the input's kNN graph otherwise.
     """
     from .cellgraph import knn_graph
 
-    weight = params.output_smoothing
     on_imputed = params.smoothing_neighbours == "imputed"
     with _LevelStore(len(chunks)) as store:
         embedded = []
@@ -44,21 +47,44 @@ def smoothed_chunks(
                 # The cell's own estimate, observed counts kept, in the input's principal components:
                 # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
                 embedded.append(pca.transform(observed_kept(values[chunk], own.copy())))
-            store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
+            if levels is None:
+                store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
+            else:
+                levels[chunk] = np.expm1(own)
         graph = knn_graph(np.vstack(embedded), k) if on_imputed else graph
-        for i, chunk in enumerate(chunks):
-            own_levels = store.get(i)
-            block = graph[chunk]
-            neighbours = np.zeros(own_levels.shape, dtype=np.float64)
-            for j, source_chunk in enumerate(chunks):
-                part = block[:, source_chunk]
-                if part.nnz:
-                    neighbours += part @ (own_levels if j == i else store.get(j))
-            # (1 - w) * own + w * neighbours, made in the neighbours' array: two chunk-sized float64
-            # temporaries fewer at imputation's peak, the same numbers (an addition's order is free).
-            neighbours *= weight
-            neighbours += (1 - weight) * own_levels
-            yield chunk, np.log1p(neighbours, out=neighbours).astype(np.float32)
+        # float32 weights: a float64 graph times float32 levels would copy the levels to float64 for every product.
+        graph = sp.csr_matrix(graph, dtype=np.float32)
+        if levels is None:
+            for i, chunk in enumerate(chunks):
+                own_levels = store.get(i)
+                yield chunk, _combined(own_levels, _neighbours_in_store(graph[chunk], chunks, i, own_levels, store),
+                                       params)
+            return
+        with _LevelStore(len(chunks)) as finished:
+            for i, chunk in enumerate(chunks):
+                finished.put(i, _combined(levels[chunk], graph[chunk] @ levels, params))
+            for i, chunk in enumerate(chunks):
+                yield chunk, finished.get(i)
+
+
+def _neighbours_in_store(block: sp.csr_matrix, chunks: list[slice], i: int, own_levels: np.ndarray,
+                         store: "_LevelStore") -> np.ndarray:
+    """``block @ levels`` over every chunk's levels, each read from the store in turn (chunk ``i``'s given)."""
+    neighbours = np.zeros(own_levels.shape, dtype=np.float32)
+    for j, source_chunk in enumerate(chunks):
+        part = block[:, source_chunk]
+        if part.nnz:
+            neighbours += part @ (own_levels if j == i else store.get(j))
+    return neighbours
+
+
+def _combined(own_levels: np.ndarray, neighbours: np.ndarray, params: ImputeParams) -> np.ndarray:
+    """``log1p((1 - w) * own + w * neighbours)``, float32, made in the neighbours' array: two chunk-sized
+    temporaries fewer at imputation's peak."""
+    weight = params.output_smoothing
+    neighbours *= weight
+    neighbours += (1 - weight) * own_levels
+    return np.log1p(neighbours, out=neighbours)
 
 
 class _LevelStore:

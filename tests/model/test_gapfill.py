@@ -64,6 +64,30 @@ def test_impute_adds_the_layer_and_its_record(fitted, adata, counts):
     assert record["n_genes_modelled"] == counts.shape[1]
 
 
+def test_imputing_the_cells_it_was_fitted_on_takes_the_training_graph(fitted, adata, counts, monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from scgapfill import cellgraph
+
+    graph = fitted.bundle.cell_graph
+    assert graph is not None and graph.graph.shape == (adata.n_obs, adata.n_obs)
+    aligned = sp.csr_matrix(counts[:, [list(adata.var_names).index(g) for g in fitted.gene_names]])
+    rebuilt = impute_counts(replace(fitted.bundle, cell_graph=None), aligned, fitted.impute_params)
+    searches = []
+    search = cellgraph.pca_embedding
+    monkeypatch.setattr(cellgraph, "pca_embedding", lambda *a, **k: searches.append(1) or search(*a, **k))
+    # The same cells: the graph is taken, and the numbers are those of the graph built again.
+    np.testing.assert_array_equal(impute_counts(fitted.bundle, aligned, fitted.impute_params), rebuilt)
+    assert searches == []
+    # One count more in one cell: other data, so its own graph is built.
+    other = aligned.copy()
+    other.data[0] += 1
+    impute_counts(fitted.bundle, other, fitted.impute_params)
+    assert searches == [1]
+    # The graph lives with the fitted object only: never saved with the weights.
+    assert GapFill.load(fitted.save(tmp_path)).bundle.cell_graph is None
+
+
 def test_impute_not_in_place_leaves_the_input_alone(fitted, adata):
     before = adata.copy()
     out = fitted.impute(adata, key_added="filled", inplace=False)

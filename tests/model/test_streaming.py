@@ -49,9 +49,13 @@ def test_chunks_give_the_in_memory_imputation(bundle, counts, chunk_size, smooth
     for rows, values in imputed_chunks(bundle, counts, params, chunk_size=chunk_size):
         starts.append(rows.start)
         assert values.shape[0] <= chunk_size
-        if chunk_size % 16 == 0:
+        if chunk_size % 16 == 0 and (weight == 0 or chunk_size >= counts.shape[0]):
             # Chunks made of whole batches: the network sees the very same batches.
             np.testing.assert_array_equal(values, whole[rows])
+        elif chunk_size % 16 == 0:
+            # The same estimates; each cell's neighbour sum is added up chunk by chunk here and in one
+            # product over the whole array in memory, so float32 rounding may differ in the last place.
+            np.testing.assert_allclose(values, whole[rows], rtol=1e-6, atol=0)
         else:
             # Other batch sizes may pick other convolution kernels: float rounding only.
             np.testing.assert_allclose(values, whole[rows], rtol=1e-5, atol=1e-6)
@@ -106,7 +110,8 @@ def test_streamed_result_written_through_the_catalog_dataset(bundle, new_file, t
     AnnDataDataset(filepath=str(target), save_args={"compression": "gzip"}).save(result)
     out = ad.read_h5ad(target)
     expected = impute_counts(bundle, aligned["counts"], PARAMS)
-    np.testing.assert_array_equal(out.layers["imputed"], expected)
+    # Float32 rounding of the smoothing's sums only: chunk by chunk here, one product in memory.
+    np.testing.assert_allclose(out.layers["imputed"], expected, rtol=1e-6, atol=0)
     assert out.layers["imputed"].dtype == np.float32
     assert (out.layers["counts"] != aligned["counts"]).nnz == 0
     assert list(out.var_names) == list(bundle.gene_names) and list(out.obs_names) == list(aligned["obs"].index)

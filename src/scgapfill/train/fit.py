@@ -40,7 +40,7 @@ from ..layout import to_grid, validate_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
 from ..params import ModelParams, TrainParams, parse
-from ..cellgraph import context_source, neighbour_walk
+from ..cellgraph import CellGraph, NeighbourWalk, cell_graph, context_source, graph_key
 from .data import CellDataset, ContextRows, GeneCollate, GeneScaler, as_counts_matrix
 from .module import GapFillModule
 from .resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
@@ -102,6 +102,7 @@ class TrainingData:
     val_cells: np.ndarray
     scaler: GeneScaler
     all_cells: tuple[int, int] | None = None
+    graph: CellGraph | None = None  # the context's graph, with the key of the counts it was built from
 
     @property
     def n_train_total(self) -> int:
@@ -139,18 +140,19 @@ def training_data(
     and needs no counts afterwards (one matrix of the data's size less at the peak).
     """
     cell_sizes = size_factors(counts)
+    graph_settings = (model_params.context_k, model_params.context_n_pcs, train_params.seed)
+    key = graph_key(counts, *graph_settings) if model_params.context_channel else ""  # before counts change
     values = lognorm(counts, cell_sizes, copy=copy)
     train_cells, val_cells = split_cells(
         counts.shape[0], train_params.val_fraction, train_params.seed, train_params.max_val_cells
     )
     scaler = scaler or GeneScaler.fit(values[train_cells])
-    context = None
+    context = graph = None
     if model_params.context_channel:
-        walk = neighbour_walk(values, model_params.context_k, model_params.context_n_pcs, train_params.seed,
-                              model_params.context_steps)
-        context = ContextRows(walk, context_source(values, model_params.context_space), model_params.context_space,
-                              scaler)
-    return TrainingData(scaler.transform(values), context, cell_sizes, train_cells, val_cells, scaler)
+        graph = cell_graph(values, *graph_settings, key=key)
+        context = ContextRows(NeighbourWalk(graph.graph, model_params.context_steps),
+                              context_source(values, model_params.context_space), model_params.context_space, scaler)
+    return TrainingData(scaler.transform(values), context, cell_sizes, train_cells, val_cells, scaler, graph=graph)
 
 
 def seeded_module(scaler: GeneScaler, layout: dict, model_params: ModelParams,
@@ -318,6 +320,8 @@ def fit_gapfill(
     result = _train(module, data, layout, train_params, precision, logger, callbacks,
                     fingerprint, resumable=start_from is None)
     bundle = None if result is None else _bundle(*result, data, layout, model_params, train_params, precision)
+    if bundle is not None:
+        bundle.cell_graph = data.graph
     # Lightning's trainer, the module and the loaders hold each other in reference cycles, and through
     # the loaders the training data (a matrix of the counts' size): free them now, not whenever the
     # cycle collector next runs, so imputation after fit does not run beside them (1.2 GB at 100k cells).
