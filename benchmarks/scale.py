@@ -14,7 +14,9 @@ masked counts, fits and imputes them once (no MCV split here), saves the lognorm
 (float32 .npy) and prints JSON: its seconds (fitting and imputing; reading, writing and the
 imports a method makes on first use excluded) and its peak RSS (VmHWM, read before the output is
 written). The parent scores every output with the project's metrics: held-out Pearson (pooled),
-the per-gene held-out Pearson median and the RMSE to the simulation's true means; no clustering.
+the per-gene held-out Pearson median, the same given the cell's depth (the score a filler that knows
+only genes' levels and cells' depths, ``--baselines gene_depth``, does not clear; docs/evaluation.md)
+and the RMSE to the simulation's true means; no clustering.
 
 The U-Net's parameters are conf/base's with ``--set`` overrides; its stages are timed as follows.
 The layout is one explicit call of the modeling node ``compute_gene_layout`` (handed to ``fit``),
@@ -94,6 +96,7 @@ COLUMNS = [
     ("peak_rss_mb", "peak RSS (MB)", "{:.0f}"),
     ("heldout_pearson", "held-out r", "{:.4f}"),
     ("heldout_gene_pearson_median", "per-gene r", "{:.4f}"),
+    ("heldout_gene_pearson_given_depth", "per-gene r given depth", "{:.4f}"),
     ("truth_mean_rmse", "truth-mean RMSE", "{:.4f}"),
     ("x_magic", "× MAGIC", "{:.2f}"),
 ]
@@ -152,7 +155,8 @@ def prepare_size(workdir: Path, params: dict) -> dict:
     # The held-out values as evaluation defines them; MCV is not scored here, so its splits are empty.
     no_mcv = sp.csr_matrix(processed.shape, dtype=np.float32)
     data = build_evaluation_data(processed, mask, no_mcv, no_mcv)
-    np.savez(workdir / HELDOUT, rows=data.rows, cols=data.cols, truth=data.heldout_truth)
+    library = np.asarray(masked.layers["counts"].sum(axis=1)).ravel()  # the depth each method saw
+    np.savez(workdir / HELDOUT, rows=data.rows, cols=data.cols, truth=data.heldout_truth, library=library)
     np.save(workdir / TRUE_MEAN, np.asarray(processed.layers["true_mean"], dtype=np.float32))
     return {**times, "cells_qc": int(processed.n_obs), "genes": int(processed.n_vars),
             "prep_peak_rss_mb": inference_memory.peak_rss_mb()}
@@ -288,14 +292,16 @@ def run_child(stage: str, workdir: Path, params_path: Path, stage_times: bool = 
 
 
 def score(workdir: Path, method: str) -> dict:
-    """Held-out Pearson (pooled and per-gene median) and truth-mean RMSE of a method's output."""
+    """Held-out Pearson (pooled, per-gene median, and per-gene given the cell's depth) and truth-mean RMSE
+    of a method's output."""
     from scgapfill import metrics
 
     imputed = np.load(workdir / f"imputed_{method}.npy", mmap_mode="r")
     heldout = np.load(workdir / HELDOUT)
-    scores = metrics.heldout_scores(imputed, heldout["truth"], heldout["rows"], heldout["cols"])
+    scores = metrics.heldout_scores(imputed, heldout["truth"], heldout["rows"], heldout["cols"], heldout["library"])
     return {"heldout_pearson": scores["heldout_pearson"],
             "heldout_gene_pearson_median": scores["heldout_gene_pearson_median"],
+            "heldout_gene_pearson_given_depth": scores["heldout_gene_pearson_given_depth"],
             "truth_mean_rmse": truth_mean_rmse(imputed, np.load(workdir / TRUE_MEAN, mmap_mode="r"))}
 
 

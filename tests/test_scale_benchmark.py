@@ -16,7 +16,7 @@ import pandas as pd
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "scale.py"
 METHODS = ["unet", "knn"]
-QUALITY = ["held-out r", "per-gene r", "truth-mean RMSE"]
+QUALITY = ["held-out r", "per-gene r", "per-gene r given depth", "truth-mean RMSE"]
 
 
 def _table(stdout: str, first_header: str) -> pd.DataFrame:
@@ -56,7 +56,8 @@ def test_scale_benchmark_tiny_run(tmp_path: Path) -> None:
     runs = pd.read_csv(out)
     assert len(runs) == 1 * len(METHODS)
     assert sorted(runs["method"]) == sorted(METHODS)
-    assert runs[["heldout_pearson", "heldout_gene_pearson_median", "truth_mean_rmse"]].notna().all().all()
+    assert runs[["heldout_pearson", "heldout_gene_pearson_median", "heldout_gene_pearson_given_depth",
+                 "truth_mean_rmse"]].notna().all().all()
 
     inference = _table(proc.stdout, "cells | genes | chunk size")
     assert list(inference["cells"]) == ["400"]
