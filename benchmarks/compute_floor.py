@@ -1,7 +1,7 @@
 """The least time the U-Net's arithmetic takes on this machine: a floor under any speed-up of the code.
 
     python benchmarks/compute_floor.py [--grid 48 48] [--train-cells 32000] [--val-cells 16384] \\
-        [--impute-cells 50000] [--reference-seconds 75]
+        [--impute-cells 50000] [--reference-seconds 75] [--matmul-size 4096]
 
 Counts the network's floating-point operations per cell with ``torch.utils.flop_counter`` (the
 convolutions; forward for a validation or imputed cell, forward and backward for a training cell) at
@@ -85,11 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-cells", type=int, default=8 * 2048)
     parser.add_argument("--impute-cells", type=int, default=50_000)
     parser.add_argument("--reference-seconds", type=float, default=None)
+    parser.add_argument("--matmul-size", type=int, default=4096)
     args = parser.parse_args(argv)
     grid = tuple(args.grid)
 
     forward, step = network_flops(grid, args.batch_size)
-    peak = matmul_rate()
+    peak = matmul_rate(args.matmul_size)
     achieved = training_step_rate(grid, args.batch_size, step)
     work = args.train_cells * step + (args.val_cells + args.impute_cells) * forward
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
@@ -100,11 +101,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.impute_cells:,} imputed cells: {work / 1e12:.1f} TFLOP\n")
     print("| rate | GFLOP/s | seconds for the work | x reference |")
     print("|---|---|---|---|")
-    for name, rate in (("float32 matrix product, 4096 x 4096 (the machine's best)", peak),
+    for name, rate in ((f"float32 matrix product, {args.matmul_size} x {args.matmul_size} (the machine's best)", peak),
                        (f"the network's training step, batch {args.batch_size}", achieved)):
         seconds = work / rate
-        ratio = f"{seconds / args.reference_seconds:.2f}" if args.reference_seconds else "–"
-        print(f"| {name} | {rate / 1e9:.1f} | {seconds:.1f} | {ratio} |")
+        ratio = f"{seconds / args.reference_seconds:.3g}" if args.reference_seconds else "–"
+        print(f"| {name} | {rate / 1e9:.1f} | {seconds:.4g} | {ratio} |")
 
 
 if __name__ == "__main__":
