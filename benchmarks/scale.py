@@ -25,9 +25,9 @@ taken again by ``GapFill.impute_matrix``, the cells being the same), and the API
 builds it alone, so those two calls are timed by the wall clock and split with cProfile cumulative
 times (the profiler runs during those two calls only) of the library's own stage functions:
 
-- graph/context: ``cellgraph.graph_key``, ``cellgraph.cell_graph`` and ``cellgraph.context_source``
-  called by ``train.fit.training_data`` (the training context), plus ``imputation._inputs`` (at
-  imputation: the check that the training graph is the input's, the walk and the context source);
+- graph/context: ``cellgraph.cell_graph`` and ``cellgraph.context_source`` called by
+  ``train.fit.training_data`` (the training context), plus ``imputation._inputs`` (at imputation:
+  the check that the training graph is the input's, the walk and the context source);
 - training: the rest of ``fit`` (log-normalising, scaling, the Lightning loop, the bundle);
 - smoothing: ``smoothing.smoothed_chunks`` less the network's estimates it asks for
   (``imputation.predict_chunk``), 0 when ``impute.output_smoothing`` is 0;
@@ -202,7 +202,7 @@ def split_stages(stats, fit_s: float, impute_s: float) -> dict:
     from scgapfill.train import fit
 
     train_graph = sum(_cumulative(stats, function, caller=fit.training_data)
-                      for function in (cellgraph.graph_key, cellgraph.cell_graph, cellgraph.context_source))
+                      for function in (cellgraph.cell_graph, cellgraph.context_source))
     impute_graph = _cumulative(stats, imputation._inputs)
     smoothed = _cumulative(stats, smoothing.smoothed_chunks)
     # With smoothing on, every network estimate is asked for from inside smoothed_chunks.

@@ -144,7 +144,7 @@ class CellGraph:
 
     def matches(self, counts: sp.csr_matrix, k: int, n_pcs: int, seed: int) -> bool:
         """Whether this is the graph of ``counts`` for these settings (cheap checks first, then the hash)."""
-        return self.graph.shape[0] == counts.shape[0] and self.key == graph_key(counts, k, n_pcs, seed)
+        return self.graph.shape[0] == counts.shape[0] and self.key == graph_key(counts_digest(counts), k, n_pcs, seed)
 
 
 def cell_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, key: str = "") -> CellGraph:
@@ -154,15 +154,23 @@ def cell_graph(lognorm: Any, k: int = 15, n_pcs: int = 30, seed: int = 0, key: s
     return CellGraph(pca, knn_graph(embedding, k, seed), key)
 
 
-def graph_key(counts: sp.csr_matrix, k: int, n_pcs: int, seed: int) -> str:
-    """A hash of the raw counts (CSR, as :func:`~scgapfill.train.data.as_counts_matrix` gives them) and the
-    settings their :class:`CellGraph` is built with: its values, pattern and shape, so two matrices share a
-    key only when every entry is the same."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr((counts.shape, k, n_pcs, seed)).encode())
+def counts_digest(counts: sp.csr_matrix) -> Any:
+    """A blake2b hash of a CSR matrix's shape, sparsity pattern and values (as
+    :func:`~scgapfill.train.data.as_counts_matrix` gives them): two matrices hash the same only when every
+    entry is the same. Hashed once, then ``.copy()``-ed for each key made from it (:func:`graph_key`,
+    :func:`~scgapfill.train.resume.run_fingerprint`)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(repr(counts.shape).encode())
     for array in (counts.indptr, counts.indices, counts.data):
         digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+    return digest
+
+
+def graph_key(digest: Any, k: int, n_pcs: int, seed: int) -> str:
+    """The key of a :class:`CellGraph`: the counts' :func:`counts_digest` and the settings it is built with."""
+    key = digest.copy()
+    key.update(repr((k, n_pcs, seed)).encode())
+    return key.hexdigest()
 
 
 def pca_embedding(lognorm: Any, n_pcs: int = 30, seed: int = 0) -> tuple[np.ndarray, Any]:

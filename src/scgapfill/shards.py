@@ -113,6 +113,7 @@ def prepare_shards(counts: Any, genes: list[str], shard_dir: str | Path, n_shard
     from .params import parse
     from .train.fit import check_layout, split_cells, training_data
     from .train.data import as_counts_matrix
+    from .cellgraph import counts_digest
     from .train.resume import run_fingerprint
 
     params = params or {}
@@ -130,11 +131,12 @@ def prepare_shards(counts: Any, genes: list[str], shard_dir: str | Path, n_shard
     counts, layout = laid_out(sp.csr_matrix(counts), genes, layout_params, model_params.depth)
     counts = as_counts_matrix(counts, "prepare_shards")
     check_layout(counts, layout, model_params)
-    data = training_data(counts, model_params, train_params)
+    digest = counts_digest(counts)  # hashed once for the run's fingerprint and the graph's key
+    data = training_data(counts, model_params, train_params, digest=digest)
     is_val = np.zeros(n_cells, dtype=bool)
     is_val[data.val_cells] = True
     gene_names = [str(g) for g in layout["genes"]]
-    fingerprint = run_fingerprint(counts, layout, model_params, train_params)
+    fingerprint = run_fingerprint(counts, layout, model_params, train_params, digest)
 
     shards = []
     for index, cells in enumerate(deal_cells(data.train_cells, data.val_cells, n_shards, train_params.seed)):

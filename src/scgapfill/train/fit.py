@@ -40,7 +40,7 @@ from ..layout import to_grid, validate_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
 from ..params import ModelParams, TrainParams, parse
-from ..cellgraph import CellGraph, NeighbourWalk, cell_graph, context_source, graph_key
+from ..cellgraph import CellGraph, NeighbourWalk, cell_graph, context_source, counts_digest, graph_key
 from .data import CellDataset, ContextRows, GeneCollate, GeneScaler, as_counts_matrix
 from .module import GapFillModule
 from .resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
@@ -132,16 +132,19 @@ def check_layout(counts: sp.csr_matrix, layout: dict, model_params: ModelParams)
 
 def training_data(
     counts: sp.csr_matrix, model_params: ModelParams, train_params: TrainParams, scaler: GeneScaler | None = None,
-    copy: bool = True,
+    copy: bool = True, digest: Any = None,
 ) -> TrainingData:
     """Log-normalise, split the cells, scale per gene (``scaler`` kept when given) and build the context.
 
     ``copy=False`` log-normalises a float64 CSR ``counts`` in place: for a caller that owns its copy
-    and needs no counts afterwards (one matrix of the data's size less at the peak).
+    and needs no counts afterwards (one matrix of the data's size less at the peak). ``digest`` is the
+    counts' :func:`~scgapfill.cellgraph.counts_digest` where the caller has hashed them already.
     """
     cell_sizes = size_factors(counts)
     graph_settings = (model_params.context_k, model_params.context_n_pcs, train_params.seed)
-    key = graph_key(counts, *graph_settings) if model_params.context_channel else ""  # before counts change
+    key = ""
+    if model_params.context_channel:  # before the counts change
+        key = graph_key(counts_digest(counts) if digest is None else digest, *graph_settings)
     values = lognorm(counts, cell_sizes, copy=copy)
     train_cells, val_cells = split_cells(
         counts.shape[0], train_params.val_fraction, train_params.seed, train_params.max_val_cells
@@ -305,11 +308,12 @@ def fit_gapfill(
     check_layout(counts, layout, model_params)
     if start_from is not None and list(start_from.gene_names) != [str(g) for g in layout["genes"]]:
         raise ValueError("fine-tuning keeps the model's layout: align the counts to start_from.gene_names")
-    fingerprint = run_fingerprint(counts, layout, model_params, train_params)
+    digest = counts_digest(counts)  # hashed once for the run's fingerprint and the graph's key
+    fingerprint = run_fingerprint(counts, layout, model_params, train_params, digest)
     # ``counts`` is this function's own copy (as_counts_matrix): log-normalised in place, then gone.
     data = training_data(
         counts, model_params, train_params, None if start_from is None else GeneScaler.from_dict(start_from.scaler),
-        copy=False,
+        copy=False, digest=digest,
     )
     del counts
     module = seeded_module(data.scaler, layout, model_params, train_params)

@@ -9,7 +9,6 @@ once training has finished, since the trained bundle is then the product.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,11 +16,11 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-import numpy as np
 import scipy.sparse as sp
 
+from ..cellgraph import counts_digest
 from ..params import ModelParams, TrainParams
 
 log = logging.getLogger(__name__)
@@ -33,12 +32,11 @@ TEMP_PREFIX = "scgapfill-fit-"
 _NOT_IDENTITY = {"resume", "checkpoint_dir", "enable_progress_bar", "num_workers", "num_threads"}
 
 
-def run_fingerprint(counts: sp.csr_matrix, layout: dict, model_params: ModelParams, train_params: TrainParams) -> str:
-    """A short hash of the counts, the layout and the result-changing parameters."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(repr(counts.shape).encode())
-    for array in (counts.indptr, counts.indices, counts.data):
-        digest.update(np.ascontiguousarray(array).tobytes())
+def run_fingerprint(counts: sp.csr_matrix, layout: dict, model_params: ModelParams, train_params: TrainParams,
+                    digest: Any = None) -> str:
+    """A short hash of the counts, the layout and the result-changing parameters; ``digest``, the counts'
+    :func:`~scgapfill.cellgraph.counts_digest` where the caller has it already."""
+    digest = (counts_digest(counts) if digest is None else digest).copy()
     identity = {
         "layout": layout,
         "model": model_params.model_dump(),
