@@ -202,9 +202,12 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
         whole = lognorm(counts, sf, copy=not clean)
         if clean:  # the validated copy has the clean counts' very pattern: one set of index arrays is kept
             whole = sp.csr_matrix((whole.data, original.indices, original.indptr), shape=whole.shape)
-    embedding, inputs.pca = pca_embedding(whole, model.context_n_pcs, seed) if known is None else (None, known.pca)
-    if model.context_channel or (smoothing and not on_imputed):
-        inputs.graph = knn_graph(embedding, model.context_k, seed) if known is None else known.graph
+    needs_graph = model.context_channel or (smoothing and not on_imputed)
+    if known is None:
+        embedding, inputs.pca = pca_embedding(whole, model.context_n_pcs, seed)
+        inputs.graph = knn_graph(embedding, model.context_k, seed) if needs_graph else None
+    else:
+        inputs.pca, inputs.graph = known.pca, known.graph if needs_graph else None
     if model.context_channel:
         # Each chunk's context averages every cell: in counts space straight from the clean counts.
         inputs.source = context_source(whole, model.context_space) if log_context \
@@ -285,8 +288,8 @@ def imputed_chunks(
                                    levels=out)
     else:
         finished = ((chunk, estimate(chunk)) for chunk in chunks)
-    for chunk, out in finished:
-        yield chunk, delivered(inputs.values[chunk], out, params)
+    for chunk, estimates in finished:
+        yield chunk, delivered(inputs.values[chunk], estimates, params)
 
 
 def delivered(values: sp.csr_matrix, out: np.ndarray, params: ImputeParams) -> np.ndarray:

@@ -36,35 +36,43 @@ def smoothed_chunks(
     ``values`` are the cells' log-normalised input, ``pca`` the input's principal components (they place
     the estimates when the neighbours are found on them), ``graph`` the input's kNN graph otherwise.
     """
-    from .cellgraph import knn_graph
-
-    on_imputed = params.smoothing_neighbours == "imputed"
-    with _LevelStore(len(chunks)) as store:
-        embedded = []
-        for i, chunk in enumerate(chunks):
-            own = estimate(chunk)
-            if on_imputed:
-                # The cell's own estimate, observed counts kept, in the input's principal components:
-                # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
-                embedded.append(pca.transform(observed_kept(values[chunk], own.copy())))
-            if levels is None:
-                store.put(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
-            else:
-                levels[chunk] = np.expm1(own)
-        graph = knn_graph(np.vstack(embedded), k) if on_imputed else graph
-        # float32 weights: a float64 graph times float32 levels would copy the levels to float64 for every product.
-        graph = sp.csr_matrix(graph, dtype=np.float32)
-        if levels is None:
+    if levels is None:
+        with _LevelStore(len(chunks)) as store:
+            graph = _estimated(estimate, values, pca, graph, chunks, params, k, store.put)
             for i, chunk in enumerate(chunks):
                 own_levels = store.get(i)
                 yield chunk, _combined(own_levels, _neighbours_in_store(graph[chunk], chunks, i, own_levels, store),
                                        params)
-            return
-        with _LevelStore(len(chunks)) as finished:
-            for i, chunk in enumerate(chunks):
-                finished.put(i, _combined(levels[chunk], graph[chunk] @ levels, params))
-            for i, chunk in enumerate(chunks):
-                yield chunk, finished.get(i)
+        return
+
+    def keep(i: int, own_levels: np.ndarray) -> None:
+        levels[chunks[i]] = own_levels
+
+    graph = _estimated(estimate, values, pca, graph, chunks, params, k, keep)
+    with _LevelStore(len(chunks)) as finished:
+        for i, chunk in enumerate(chunks):
+            finished.put(i, _combined(levels[chunk], graph[chunk] @ levels, params))
+        for i, chunk in enumerate(chunks):
+            yield chunk, finished.get(i)
+
+
+def _estimated(estimate: Callable[[slice], np.ndarray], values: sp.csr_matrix, pca: Any, graph: Any,
+               chunks: list[slice], params: ImputeParams, k: int, keep: Callable[[int, np.ndarray], None]) -> sp.csr_matrix:
+    """Every chunk's estimated levels handed to ``keep(i, levels)``; the graph their average runs on, float32."""
+    from .cellgraph import knn_graph
+
+    on_imputed = params.smoothing_neighbours == "imputed"
+    embedded = []
+    for i, chunk in enumerate(chunks):
+        own = estimate(chunk)
+        if on_imputed:
+            # The cell's own estimate, observed counts kept, in the input's principal components:
+            # neighbours found on estimates rather than on sparse counts (linear, so chunk by chunk).
+            embedded.append(pca.transform(observed_kept(values[chunk], own.copy())))
+        keep(i, np.expm1(own))  # counts per 1e4: the scale the network estimates in
+    graph = knn_graph(np.vstack(embedded), k) if on_imputed else graph
+    # float32 weights: a float64 graph times float32 levels would copy the levels to float64 for every product.
+    return sp.csr_matrix(graph, dtype=np.float32)
 
 
 def _neighbours_in_store(block: sp.csr_matrix, chunks: list[slice], i: int, own_levels: np.ndarray,
