@@ -324,3 +324,40 @@ def test_heldout_truth_mean_pearson_scores_only_the_heldout_entries():
     assert scores["truth_mean_pearson"] < 0.9
     noisy = mean_ln + np.random.default_rng(3).normal(0.0, 1.0, size=mean_ln.shape)
     assert truth_scores(noisy, truth_counts, truth_mean, heldout=(rows, cols))["heldout_truth_mean_pearson"] < 0.9
+
+
+def test_heldout_gene_pearson_beyond_floor_scores_the_depth_floor_zero_and_keeps_cell_signal():
+    from scgapfill.baselines import run_baseline
+    from scgapfill.metrics import depth_floor
+
+    rng = np.random.default_rng(3)
+    n_cells, n_genes = 400, 200
+    library = rng.lognormal(6.5, 0.6, size=n_cells)  # shallow: a held-out count's value is set mostly by depth
+    kind = rng.integers(0, 2, size=n_cells)
+    share = rng.gamma(1.0, 1.0, size=(2, n_genes))
+    share /= share.sum(axis=1, keepdims=True)
+    counts = sp.csr_matrix(rng.poisson(share[kind] * library[:, None]).astype(float))
+    counts = counts[np.asarray(counts.sum(axis=1)).ravel() > 0]
+    kind = kind[: counts.shape[0]]
+    dense = counts.toarray()
+    rows, cols = np.nonzero(dense)
+    pick = rng.random(rows.size) < 0.2
+    rows, cols = rows[pick], cols[pick]
+    masked = dense.copy()
+    masked[rows, cols] = 0
+    masked_library = masked.sum(axis=1)
+    truth = np.log1p(dense[rows, cols] / dense.sum(axis=1)[rows] * 1e4)
+    floor = depth_floor(sp.csr_matrix(masked), rows, cols)
+    gene_depth = run_baseline("gene_depth", sp.csr_matrix(masked))
+    # An estimate of which cell expresses what: the cell's kind's share at its depth.
+    informed = np.log1p(share[kind] * 1e4)
+    scores = {name: heldout_scores(imputed, truth, rows, cols, masked_library, floor=floor)
+              for name, imputed in (("gene_depth", gene_depth), ("informed", informed))}
+    assert np.allclose(gene_depth[rows, cols], floor)
+    assert scores["gene_depth"]["heldout_gene_pearson_beyond_floor"] == 0.0
+    # The floor scores on the per-gene r, and partialling the log depth alone does not remove it.
+    assert scores["gene_depth"]["heldout_gene_pearson_median"] > 0.15
+    assert scores["gene_depth"]["heldout_gene_pearson_given_depth"] > 0.05
+    assert scores["informed"]["heldout_gene_pearson_beyond_floor"] > 0.3
+    with pytest.raises(ValueError, match="floor needs library"):
+        heldout_scores(informed, truth, rows, cols, floor=floor)

@@ -31,7 +31,7 @@ MODEL = "unet"
 # Columns of the summary, in reading order; a metric absent for a data set is left out.
 SUMMARY_METRICS = [
     "heldout_rmse", "heldout_pearson", "heldout_cell_pearson_median", "heldout_gene_pearson_median",
-    "heldout_gene_pearson_given_depth", "mcv_mse", "mcv_poisson",
+    "heldout_gene_pearson_given_depth", "heldout_gene_pearson_beyond_floor", "mcv_mse", "mcv_poisson",
     "ari_before", "ari_after", "truth_rmse", "truth_pearson", "truth_mean_rmse", "truth_mean_pearson",
     "heldout_truth_mean_pearson",
     "false_corr_rate", "seconds",

@@ -44,10 +44,18 @@ class EvaluationData:
     truth_mean: Any = None
     seed: int = 0
     _clusters_before: dict = field(default_factory=dict, repr=False)
+    _floor: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def size_factors(self) -> np.ndarray:
         return size_factors(self.masked_counts)
+
+    @property
+    def depth_floor(self) -> np.ndarray:
+        """``gene_depth``'s estimate at the held-out entries, made once and shared by every method."""
+        if self._floor is None:
+            self._floor = metrics.depth_floor(self.masked_counts, self.rows, self.cols)
+        return self._floor
 
     @property
     def input_lognorm(self) -> np.ndarray:
@@ -138,7 +146,8 @@ def score_method(
     if imputed.shape != data.masked_counts.shape:
         raise ValueError(f"imputed matrix is {imputed.shape}, the masked counts are {data.masked_counts.shape}")
     library = np.asarray(data.masked_counts.sum(axis=1)).ravel()
-    scores: dict[str, float] = dict(metrics.heldout_scores(imputed, data.heldout_truth, data.rows, data.cols, library))
+    scores: dict[str, float] = dict(metrics.heldout_scores(imputed, data.heldout_truth, data.rows, data.cols, library,
+                                                           floor=data.depth_floor))
     if denoised_mcv is not None:
         scores.update(metrics.mcv_scores(denoised_mcv, data.mcv_train, data.mcv_test))
 

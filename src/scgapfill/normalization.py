@@ -172,3 +172,47 @@ def as_composition(values: Any, target_sum: float = 1e4) -> np.ndarray:
         levels *= np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
         out[rows] = np.log1p(levels, out=levels)
     return out
+
+
+# Above this expected count a zero draw is so rare (e^-30) that E[f(c) | c > 0] is E[f(c)], and its
+# second-order (delta-method) form is closer than 1e-3 to the exact sum.
+_EXACT_MAX_MEAN = 30.0
+
+
+def expected_lognorm(expected: Any, library: Any, target_sum: float = 1e4, given_nonzero: bool = False) -> np.ndarray:
+    """``E[log1p(target_sum * c / library)]`` for ``c ~ Poisson(expected)``, elementwise.
+
+    The log-normalised value a count drawn at this expected level takes on average in a cell of this
+    library size: the noise-free counterpart of ``X`` after ``normalize_total`` + ``log1p`` (for a
+    level that is not small, less than ``log1p`` of the level: the log of a draw is on average below
+    the log of its mean). With ``given_nonzero``, ``E[... | c > 0]``: what a nonzero count
+    looks like, an entry with expected count 0 then giving ``log1p(target_sum / library)``, the value of
+    a single count. ``expected`` and ``library`` broadcast.
+    """
+    mean = np.asarray(expected, dtype=np.float64)
+    library = np.asarray(library, dtype=np.float64)
+    mean, library = np.broadcast_arrays(mean, library)
+    if np.any(mean < 0) or np.any(library <= 0):
+        raise ValueError("expected counts must be >= 0 and library sizes > 0")
+    scale = target_sum / library
+    out = np.empty(mean.shape)
+    large = mean > _EXACT_MAX_MEAN
+    m, a = mean[large], scale[large]
+    out[large] = np.log1p(a * m) - a * a * m / (2 * (1 + a * m) ** 2)
+    # The rest term by term: p_c = p_(c-1) * mean / c, each entry dropped once its tail is negligible.
+    m, a = mean[~large], scale[~large]
+    index = np.arange(m.size)
+    total = np.zeros(m.size)
+    p = m * np.exp(-m)  # P(c = 1)
+    last = np.ceil(m + 10 * np.sqrt(m) + 15)
+    c = 1
+    while index.size:
+        total[index] += p * np.log1p(a[index] * c)
+        c += 1
+        keep = last[index] >= c
+        index, p = index[keep], p[keep] * m[index[keep]] / c
+    if given_nonzero:
+        nonzero = -np.expm1(-m)  # P(c > 0)
+        total = np.divide(total, nonzero, out=np.log1p(a), where=nonzero > 1e-12)
+    out[~large] = total
+    return out

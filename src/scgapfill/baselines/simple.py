@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from scgapfill.normalization import check_counts, lognorm, size_factors
+from scgapfill.normalization import check_counts, expected_lognorm, lognorm, size_factors
 
 __all__ = ["lognorm_counts", "none", "gene_mean", "gene_depth", "expected_nonzero_lognorm", "zeros_as_nonzero_draws", "knn"]
-
-# Above this expected count a zero draw is so rare (e^-30) that E[f(c) | c > 0] is E[f(c)], and its
-# second-order (delta-method) form is closer than 1e-3 to the exact sum.
-_EXACT_MAX_MEAN = 30.0
-
 
 def lognorm_counts(counts: Any) -> sp.csr_matrix:
     """Validated counts in the evaluation space, as CSR with no stored zeros."""
@@ -73,35 +68,9 @@ def expected_nonzero_lognorm(expected: Any, library: Any, target_sum: float = 1e
 
     The value a *nonzero* count takes in the evaluation space, on average, for a cell of this
     library size: what a held-out entry (always a nonzero count) looks like, without knowing the
-    count. ``expected`` and ``library`` broadcast; an entry with expected count 0 gives
-    ``log1p(target_sum / library)``, the value of a single count.
+    count (:func:`scgapfill.normalization.expected_lognorm` given a nonzero draw).
     """
-    mean = np.asarray(expected, dtype=np.float64)
-    library = np.asarray(library, dtype=np.float64)
-    mean, library = np.broadcast_arrays(mean, library)
-    if np.any(mean < 0) or np.any(library <= 0):
-        raise ValueError("expected counts must be >= 0 and library sizes > 0")
-    scale = target_sum / library
-    out = np.empty(mean.shape)
-    large = mean > _EXACT_MAX_MEAN
-    m, a = mean[large], scale[large]
-    out[large] = np.log1p(a * m) - a * a * m / (2 * (1 + a * m) ** 2)
-    # The rest term by term: p_c = p_(c-1) * mean / c, each entry dropped once its tail is negligible.
-    m, a = mean[~large], scale[~large]
-    index = np.arange(m.size)
-    total = np.zeros(m.size)
-    p = m * np.exp(-m)  # P(c = 1)
-    last = np.ceil(m + 10 * np.sqrt(m) + 15)
-    c = 1
-    while index.size:
-        total[index] += p * np.log1p(a[index] * c)
-        c += 1
-        keep = last[index] >= c
-        index, p = index[keep], p[keep] * m[index[keep]] / c
-    nonzero = -np.expm1(-m)  # P(c > 0)
-    single = np.log1p(a)
-    out[~large] = np.divide(total, nonzero, out=single.copy(), where=nonzero > 1e-12)
-    return out
+    return expected_lognorm(expected, library, target_sum, given_nonzero=True)
 
 
 def gene_depth(counts: Any, *, seed: int = 0) -> np.ndarray:

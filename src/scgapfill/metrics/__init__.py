@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from ._common import pearson, rmse
 from .clustering import cluster_labels, clustering_scores
-from .heldout import MIN_HELDOUT_PER_GENE, heldout_scores
+from .heldout import MIN_HELDOUT_PER_GENE, depth_floor, heldout_scores
 from .mcv import mcv_scores
 from .truth import FALSE_CORR_MIN_ABS_R, INDEPENDENT_MAX_ABS_R, truth_scores
 
 __all__ = [
     "heldout_scores",
+    "depth_floor",
     "mcv_scores",
     "cluster_labels",
     "clustering_scores",

@@ -1,0 +1,1 @@
+"""Evaluation protocols: how a denoiser is scored (docs/evaluation.md)."""
