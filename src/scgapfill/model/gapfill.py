@@ -155,10 +155,13 @@ class GapFill:
 
     def impute_matrix(self, adata: ad.AnnData, layer: str | None = AUTO) -> tuple[Any, Any, dict]:
         """The layer :meth:`impute` adds, which of the data's genes were modelled, and the gene report."""
-        values, modelled, report, _ = self._imputed(checked_counts(adata, layer))
-        return values, modelled, report
+        found = checked_counts(adata, layer)
+        values, modelled, report, kept = self._imputed(found)
+        return _on_rows(values, kept), modelled, report
 
     def _imputed(self, found: InputCounts) -> tuple[Any, Any, dict, Any]:
+        """The imputed values of the cells with counts on the model's genes, which genes were modelled,
+        the gene report, and which cells those are (``None``: every cell)."""
         from ..streaming import cells_with_counts
 
         bundle = self._fitted()
@@ -169,18 +172,16 @@ class GapFill:
         # impute at; it is skipped and its rows stay 0.
         kept = cells_with_counts(np.asarray(aligned.sum(axis=1)).ravel(), pd.DataFrame(index=found.obs_names),
                                  None, report)
+        if kept.all():
+            kept = None
+        else:
+            aligned, counts = aligned[kept], counts[kept]
         params = self.impute_params
         if not same_genes(genes, bundle.gene_names):  # rescaled with the other genes in on_data_genes
             params = params.model_copy(update={"scale": "observed_library"})
-        if kept.all():
-            out = impute_counts(bundle, aligned, params)
-            values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params)
-        else:
-            out = impute_counts(bundle, aligned[kept], params)
-            part, modelled = on_data_genes(out, counts[kept], genes, bundle.gene_names, self.impute_params)
-            values = np.zeros(counts.shape, dtype=np.float32)
-            values[kept] = part
-        return values, modelled, report, counts
+        out = impute_counts(bundle, aligned, params)
+        values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params)
+        return values, modelled, report, kept
 
     def impute(
         self, adata: ad.AnnData, layer: str | None = AUTO, key_added: str = "imputed", inplace: bool = True
@@ -200,10 +201,12 @@ class GapFill:
         ``cells_skipped_no_counts``. The counts themselves are never changed. Returns None when
         ``inplace``, else a copy of ``adata``.
         """
-        values, modelled, report, counts = self._imputed(checked_counts(adata, layer))
+        found = checked_counts(adata, layer)
+        values, modelled, report, kept = self._imputed(found)
+        in_counts = at_observed_depth(values, found.counts if kept is None else found.counts[kept])
         target = adata if inplace else adata.copy()
-        target.layers[key_added] = values
-        target.layers[f"{key_added}_counts"] = at_observed_depth(values, counts)
+        target.layers[key_added] = _on_rows(values, kept)
+        target.layers[f"{key_added}_counts"] = _on_rows(in_counts, kept)
         target.var["gapfill_modelled"] = modelled
         target.uns["gapfill"] = {**imputation_record(self.impute_params, report), "layer": key_added,
                                  "counts_layer": f"{key_added}_counts",
@@ -245,6 +248,15 @@ class GapFill:
     def __repr__(self) -> str:
         state = f"{len(self.bundle.gene_names)} genes" if self.bundle is not None else "not trained"
         return f"GapFill({state}, depth={self.model_params.depth}, base_channels={self.model_params.base_channels})"
+
+
+def _on_rows(values: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+    """``values`` of the ``kept`` cells on every cell's row, the skipped cells' rows 0."""
+    if kept is None:
+        return values
+    full = np.zeros((len(kept), values.shape[1]), dtype=values.dtype)
+    full[kept] = values
+    return full
 
 
 def _refuse_no_counts(found: InputCounts) -> None:
