@@ -124,8 +124,9 @@ class GapFill:
         A new model lays the genes out on the grid first (``gene_layout`` gives a layout computed
         elsewhere, e.g. from other cells); a fitted or loaded model continues from its weights
         with its layout and scaler, the data's genes aligned to its own by name (fine-tuning).
-        As in the pipeline's QC, a gene with no count in any cell is left out of a new model (it
-        would be filled with a level it was never seen at) and cells without counts do not train.
+        As in the pipeline's QC, a gene with no count in any cell is left out of a new model laid
+        out here (it would be filled with a level it was never seen at; a given ``gene_layout``
+        names the model's genes itself) and cells without counts do not train.
         ``logger`` and ``callbacks`` go to Lightning. Returns ``self``.
         """
         from ..train.fit import fit_gapfill
@@ -134,7 +135,7 @@ class GapFill:
         _refuse_no_counts(found)
         genes = [str(g) for g in found.var_names]
         if self.bundle is None:
-            counts, genes = _seen(found, genes)
+            counts, genes = _seen(found, genes, keep_genes=gene_layout is not None)
             counts, gene_layout = laid_out(counts, genes, self.layout_params, self.model_params.depth, gene_layout)
             bundle = fit_gapfill(counts, gene_layout, self.model_params, self.train_params, logger, callbacks)
         else:
@@ -265,11 +266,12 @@ def _refuse_no_counts(found: InputCounts) -> None:
                          "put the raw UMI counts in adata.layers['counts'] (or in X), or name their layer with layer=")
 
 
-def _seen(found: InputCounts, genes: list[str]) -> tuple[Any, list[str]]:
+def _seen(found: InputCounts, genes: list[str], keep_genes: bool) -> tuple[Any, list[str]]:
     """The counts a new model trains on: the pipeline's QC removes genes seen in no cell and cells
-    without counts before training; here they are left out of the model and said so."""
+    without counts before training; here they are left out of the model and said so. With
+    ``keep_genes`` (a layout given: it names the model's genes) only the cells are."""
     counts = found.counts
-    if found.n_unseen_genes:
+    if found.n_unseen_genes and not keep_genes:
         unseen = [g for g, seen in zip(genes, found.genes_with_counts) if not seen]
         log.warning("adata: %d genes have no count in any cell (e.g. %s) and are left out of the model: "
                     "not filled, their imputed values stay 0 (var['gapfill_modelled'] False)",
