@@ -202,7 +202,7 @@ def cells_with_counts(totals: np.ndarray, obs: pd.DataFrame, path: str | Path | 
     if empty.all():
         raise ValueError(f"no cell of {source} has counts on the model's genes; is it the right data set?")
     if empty.any():
-        log.warning("%d cells of %s have no counts on the model's genes and are skipped: %s",
-                    int(empty.sum()), source, list(obs.index[empty][:5]))
+        log.warning("%d cells have no counts on the model's genes and are skipped: %s",
+                    int(empty.sum()), list(obs.index[empty][:5]))
     report["cells_skipped_no_counts"] = int(empty.sum())
     return ~empty

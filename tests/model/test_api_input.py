@@ -115,7 +115,7 @@ def test_a_gene_or_cell_without_counts_is_reported_not_filled(counts, quick, cap
     assert (layer[np.arange(dense.shape[0]) != 5][dense[np.arange(dense.shape[0]) != 5] == 0] > 0).any()
     assert "1 genes have no count in any cell (e.g. ['gene007']) and are left out of the model" in caplog.text
     assert "1 cells have no counts (e.g. ['cell5']) and do not train" in caplog.text
-    assert "1 cells of adata have no counts on the model's genes and are skipped: ['cell5']" in caplog.text
+    assert "1 cells have no counts on the model's genes and are skipped: ['cell5']" in caplog.text
 
 
 def test_duplicate_names_are_reported_and_adata_keeps_its_own(counts, model_params, train_params, caplog):
