@@ -153,7 +153,9 @@ def load_bundle(uri: str, label: str | None = None) -> Any:
     uri = str(uri).strip()
     label = label or f"inference.uri={uri!r}"
     if not uri:
-        example = f' (--params="inference.uri=models:/{REGISTERED_MODEL_NAME}/1")' if label.startswith("inference.") else ""
+        # The --params example only where the parameter is what the caller set.
+        example = f' (--params="inference.uri=models:/{REGISTERED_MODEL_NAME}/1")' \
+            if label.startswith("inference.") else ""
         raise ValueError(f"{label} is empty; {_GIVE}{example}")
     if Path(uri).exists() or not _is_mlflow_uri(uri):
         return _local_bundle(uri, label)

@@ -172,7 +172,8 @@ def test_sigterm_and_ctrl_c_in_training_end_on_one_line_with_the_signals_exit_co
                 output[-3000:]
             assert "UnboundLocalError" not in output and "Traceback" not in output
             assert last_run(client).info.status == "KILLED"
-            assert record(project)["status"] == "killed" and record(project)["error"] == f"Terminated: stopped by {sig.name}"
+            assert record(project)["status"] == "killed"
+            assert record(project)["error"] == f"Terminated: stopped by {sig.name}"
             assert temporaries(project) == []
     finally:
         mlflow.set_tracking_uri(None)

@@ -84,11 +84,15 @@ def test_gapfill_load_names_the_path_it_was_given_not_the_pipeline_parameter(no_
     assert str(info.value) == f"GapFill.load('missing'): no such file or folder; {GIVE}"
     with pytest.raises(ValueError) as info:
         GapFill.load(tmp_path)  # a folder without a bundle, given as a Path
-    assert str(info.value) == f"GapFill.load({str(tmp_path)!r}) is a folder that holds no gapfill_model.pt bundle; {GIVE}"
+    assert str(info.value) == \
+        f"GapFill.load({str(tmp_path)!r}) is a folder that holds no gapfill_model.pt bundle; {GIVE}"
     (tmp_path / "model.pt").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"^GapFill\.load\('.*model\.pt'\) is not a scgapfill model bundle \(the file is empty"):
+    with pytest.raises(ValueError,
+                       match=r"^GapFill\.load\('.*model\.pt'\) is not a scgapfill model bundle \(the file is empty"):
         GapFill.load(tmp_path / "model.pt")
-    with pytest.raises(ValueError, match=r"^GapFill\.load\(''\) is empty; give a gapfill_model.pt path or an MLflow URI[^(]*$"):
+    # No --params example: the caller used Python.
+    with pytest.raises(ValueError, match=r"^GapFill\.load\(''\) is empty; give a gapfill_model.pt path or an MLflow "
+                                         r"URI[^(]*$"):
         GapFill.load("")
 
 
