@@ -224,6 +224,23 @@ def test_every_stored_value_is_checked_and_the_first_bad_entry_named(tmp_path: P
         io.load_input({"path": str(path)})
 
 
+def test_duplicate_cell_names_are_made_unique_with_a_warning(
+    tmp_path: Path, counts_adata: ad.AnnData, caplog: pytest.LogCaptureFixture
+) -> None:
+    twins = counts_adata.copy()
+    names = list(twins.obs_names)
+    names[1] = names[0]
+    twins.obs_names = names
+    path = tmp_path / "twins.h5ad"
+    twins.write_h5ad(path)
+    with caplog.at_level(logging.WARNING, logger="scgapfill.io"):
+        adata = io.load_input({"path": str(path)})
+    assert adata.obs_names.is_unique and adata.obs_names[1] == f"{names[0]}-1"
+    assert list(adata.obs_names[2:]) == names[2:]
+    assert (f"input.path={str(path)!r} has 1 duplicate cell names (e.g. [{names[0]!r}]): the repeats are told "
+            f"apart as '{names[0]}-1', '{names[0]}-2', ...; the outputs carry the unique names") in caplog.text
+
+
 def test_the_count_check_is_chunked_and_handles_every_layout(monkeypatch) -> None:
     monkeypatch.setattr(io, "_CHECK_CHUNK", 7)  # many steps over a small matrix
     dense = np.arange(60, dtype=float).reshape(6, 10)

@@ -38,7 +38,7 @@ def test_sigterm_raises_where_the_process_is_and_is_given_back():
 def test_termination_is_found_behind_kedros_wrappers():
     try:
         try:
-            raise Terminated("stopped by SIGTERM")
+            raise Terminated(signal.SIGTERM)
         except Terminated as inner:
             raise DatasetError("Failed while saving data to dataset") from inner
     except DatasetError as outer:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .params import InputParams, parse
@@ -187,21 +189,97 @@ def is_integer_counts(matrix: Any) -> bool:
     return first_non_count(matrix) is None
 
 
-def _use_count_layer(adata: ad.AnnData, source: str) -> ad.AnnData:
-    """Put raw counts in ``X``: take ``layers['counts']`` when ``X`` is not integer counts."""
-    bad = first_non_count(adata.X)
-    if bad is None:
-        return adata
-    if "counts" in adata.layers and is_integer_counts(adata.layers["counts"]):
-        log.info("%s: X is not integer counts; using layers['counts']", source)
-        adata.X = adata.layers["counts"].copy()
-        return adata
-    row, column, value, n_bad = bad
-    raise ValueError(
-        f"input.path={source!r}: X is not raw counts ({n_bad} value(s) are not finite non-negative integers, "
-        f"the first {value!r} at cell {adata.obs_names[row]!r}, gene {adata.var_names[column]!r}) and there is "
-        "no layers['counts'] with raw counts; store raw UMI counts in X or in layers['counts']"
+# ``layer=AUTO``: the counts are where scanpy users keep them: layers['counts'] when there is one, else X.
+AUTO = "auto"
+COUNTS_LAYER = "counts"
+# The fix named when no raw counts are found, for each kind of caller.
+_PUT_COUNTS = {
+    "pipeline": "store raw UMI counts in X or in layers['counts']",
+    "api": "put the raw UMI counts in adata.layers['counts'] (or in X), or name the layer that holds them "
+           "with layer= (layer=None: X)",
+}
+
+
+@dataclass
+class InputCounts:
+    """What :func:`checked_counts` found: the raw counts and the names to use with them.
+
+    ``obs_names``/``var_names`` are unique (duplicates get ``-1``, ``-2``, ... as
+    ``AnnData.obs_names_make_unique`` gives them); ``cells_with_counts`` and ``genes_with_counts``
+    tell the cells and genes that hold at least one count. Neither the pipeline nor the model
+    fills an all-zero gene (nothing to learn it from) or imputes an all-zero cell (no depth).
+    """
+
+    counts: sp.csr_matrix  # float32
+    where: str  # "X" or "layers['counts']"
+    obs_names: pd.Index
+    var_names: pd.Index
+    cells_with_counts: np.ndarray
+    genes_with_counts: np.ndarray
+
+    @property
+    def n_empty_cells(self) -> int:
+        return int((~self.cells_with_counts).sum())
+
+    @property
+    def n_unseen_genes(self) -> int:
+        return int((~self.genes_with_counts).sum())
+
+
+def checked_counts(adata: ad.AnnData, layer: str | None = AUTO, source: str | None = None) -> InputCounts:
+    """The raw counts of ``adata``, checked the same way for the pipeline and the Python API.
+
+    ``layer``: ``"auto"`` reads ``layers['counts']`` when there is one, else ``X``; a layer's name
+    reads that layer; ``None`` reads ``X``. Whichever is read must hold raw counts (finite,
+    non-negative integers; every stored value is checked) or one ``ValueError`` names the first bad
+    value and where to put the counts. ``source`` names the pipeline's input
+    (``"input.path='P'"``); ``None`` is a Python caller's ``adata``. Duplicate cell or gene names
+    are made unique with a warning; ``adata`` itself is not changed.
+    """
+    label = source or "adata"
+    if layer is not None and layer != AUTO and layer not in adata.layers:
+        raise KeyError(f"{label} has no layer {layer!r} (layers: {list(adata.layers)}); "
+                       "name the layer that holds the raw counts with layer=, or layer=None for X")
+    auto = layer == AUTO
+    if auto:
+        layer = COUNTS_LAYER if COUNTS_LAYER in adata.layers else None
+    where = "X" if layer is None else f"layers[{layer!r}]"
+    matrix = adata.X if layer is None else adata.layers[layer]
+    bad = first_non_count(matrix)
+    if bad is not None:
+        row, column, value, n_bad = bad
+        what = where if source else f"adata.{where}"
+        lacking = " and there is no layers['counts'] with raw counts" if auto and layer is None else ""
+        raise ValueError(
+            f"{source + ': ' if source else ''}{what} is not raw counts ({n_bad} value(s) are not finite "
+            f"non-negative integers, the first {value!r} at cell {adata.obs_names[row]!r}, gene "
+            f"{adata.var_names[column]!r}){lacking}; {_PUT_COUNTS['pipeline' if source else 'api']}"
+        )
+    log.info("%s: raw counts read from %s", label, where)
+    kept = ("the outputs carry the unique names" if source else
+            "adata's names are left as they are and every layer is written row for row, column for column")
+    counts = sp.csr_matrix(matrix, dtype=np.float32)
+    return InputCounts(
+        counts=counts, where=where,
+        obs_names=unique_names(adata.obs_names, "cell", label, kept),
+        var_names=unique_names(adata.var_names, "gene", label, kept),
+        # Counts are non-negative: a positive sum is a count somewhere.
+        cells_with_counts=np.asarray(counts.sum(axis=1)).ravel() > 0,
+        genes_with_counts=np.asarray(counts.sum(axis=0)).ravel() > 0,
     )
+
+
+def unique_names(names: pd.Index, what: str, label: str, kept: str) -> pd.Index:
+    """``names`` made unique as ``AnnData.obs_names_make_unique`` does (``-1``, ``-2``, ... appended
+    to the repeats), with a warning naming the duplicates and ``kept``, what becomes of the names;
+    ``names`` itself when they are unique already."""
+    if names.is_unique:
+        return names
+    duplicated = names[names.duplicated()].unique()
+    log.warning("%s has %d duplicate %s names (e.g. %s): the repeats are told apart as %r, %r, ...; %s",
+                label, len(duplicated), what, list(duplicated[:3]), f"{duplicated[0]}-1", f"{duplicated[0]}-2",
+                kept)
+    return ad.utils.make_index_unique(pd.Index(names).astype(str))
 
 
 def load_input(input_params: InputParams | dict) -> ad.AnnData:
@@ -221,10 +299,9 @@ def load_input(input_params: InputParams | dict) -> ad.AnnData:
         # A file may name its own label column (the prepared real data sets do: scgapfill.real_data).
         default_label = str(adata.uns.get("label_key") or "") or None
     check_not_empty(adata.n_obs, adata.n_vars, path or EMBEDDED)
-    adata = _use_count_layer(adata, path or EMBEDDED)
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-    adata.obs_names_make_unique()
-    adata.var_names_make_unique()
+    found = checked_counts(adata, AUTO, f"input.path={path or EMBEDDED!r}")
+    adata.X = found.counts
+    adata.obs_names, adata.var_names = found.obs_names, found.var_names
 
     label_key = params.label_key or default_label
     if label_key is not None and label_key not in adata.obs:

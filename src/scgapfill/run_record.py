@@ -35,18 +35,49 @@ _TEMP_FIT_DIR = re.compile(rf"^{re.escape(TEMP_PREFIX)}(\d+)-")
 
 
 class Terminated(Exception):
-    """The process was asked to stop (SIGTERM): raised where it was, so cleanup and error hooks run."""
+    """The process was asked to stop (SIGTERM, Ctrl-C): raised where it was, so cleanup and error hooks run.
+
+    ``checkpoint`` is the ``last.ckpt`` a rerun resumes from, set on the way out of training
+    (:func:`~scgapfill.train.resume.checkpoint_folder`); None when nothing can be resumed.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.checkpoint: str | None = None
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        """A shell's code for a process ended by the signal: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + self.signum
+
+    def summary(self) -> str:
+        """The one line a stopped run ends on: what stopped it, its MLflow status and how to go on."""
+        from .train.resume import resumed_epoch
+
+        epoch = resumed_epoch(self.checkpoint) if self.checkpoint else None
+        if epoch is not None:
+            then = f"rerun to resume from epoch {epoch}"
+        elif self.checkpoint:
+            then = f"rerun to resume from {self.checkpoint}"
+        else:
+            then = "rerun to start again (no training checkpoint to resume from)"
+        return f"{self}; status KILLED; {then}"
 
 
 def termination(error: BaseException | None) -> Terminated | None:
-    """The :class:`Terminated` behind ``error``, through the wrappers (Kedro's ``DatasetError``) around it."""
+    """The :class:`Terminated` behind ``error``, through the wrappers (Kedro's ``DatasetError``) around it
+    and the errors of hooks that failed while it was handled (kedro-mlflow's)."""
     while error is not None and not isinstance(error, Terminated):
         error = error.__cause__ or error.__context__
     return error
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(f"stopped by {signal.Signals(signum).name}")
+    # One stop is enough: a second Ctrl-C or SIGTERM would break off the cleanup the first one started.
+    for sig in SigtermAsException.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 class SigtermAsException:

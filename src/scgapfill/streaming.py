@@ -193,14 +193,14 @@ def create_dense_layers(handle: h5py.File, shape: tuple[int, int], rows_per_chun
     return layers
 
 
-def cells_with_counts(totals: np.ndarray, obs: pd.DataFrame, path: str | Path, report: dict) -> np.ndarray:
+def cells_with_counts(totals: np.ndarray, obs: pd.DataFrame, path: str | Path | None, report: dict) -> np.ndarray:
     """Which cells have counts on the model's genes (``totals`` > 0): the others are skipped with a warning
-    and counted in ``report["cells_skipped_no_counts"]``; none at all is an error naming the input."""
+    and counted in ``report["cells_skipped_no_counts"]``; none at all is an error naming the input
+    (``input.path``, or ``adata`` where ``path`` is None: a Python caller's)."""
+    source = "adata" if path is None else f"input.path={str(path)!r}"
     empty = np.asarray(totals) == 0
     if empty.all():
-        raise ValueError(
-            f"no cell of input.path={str(path)!r} has counts on the model's genes; is it the right data set?"
-        )
+        raise ValueError(f"no cell of {source} has counts on the model's genes; is it the right data set?")
     if empty.any():
         log.warning("%d cells have no counts on the model's genes and are skipped: %s",
                     int(empty.sum()), list(obs.index[empty][:5]))

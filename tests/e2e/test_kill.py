@@ -9,6 +9,7 @@ the same data and parameters resumes training from the killed run's last epoch.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 PARAMS = TRAINING_PARAMS.replace("train.max_epochs=3", "train.max_epochs=6") + ",train.patience=6"
 MODEL_FILE = "gapfill_model.pt"
+# Epochs of a few batches: a stop lands in training seconds after it starts.
+QUICK_EPOCHS = PARAMS + ",train.cells_per_epoch=64,train.max_val_cells=64"
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +43,12 @@ def client(project):
     mlflow.set_tracking_uri(None)
 
 
-def start(project: Path, pause_in: str | None = None) -> tuple[subprocess.Popen, Path]:
+def start(project: Path, pause_in: str | None = None, params: str = PARAMS) -> tuple[subprocess.Popen, Path]:
     marker = project / f"saving-{time.monotonic_ns()}"
     command = [sys.executable, "-m", "kedro"] if pause_in is None else \
         [sys.executable, str(HERE / "pause_while_saving.py"), pause_in, str(marker)]
     log = open(project / "run.log", "a")
-    proc = subprocess.Popen([*command, "run", "--pipelines=training", f"--params={PARAMS}"], cwd=project,
+    proc = subprocess.Popen([*command, "run", "--pipelines=training", f"--params={params}"], cwd=project,
                             env=project_env(project), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, marker
 
@@ -128,3 +131,49 @@ def test_sigkill_while_saving_then_sigterm_in_training_then_resume(project, clie
     imputed = ad.read_h5ad(project / "data" / "07_model_output" / "imputed.h5ad")
     assert imputed.uns["scgapfill_run"]["mlflow_run_id"] == finished.info.run_id
     assert temporaries(project) == [] and not list((project / "data" / "06_models" / "checkpoints").glob("*/*"))
+
+
+def output_since(project: Path, offset: int) -> str:
+    return (project / "run.log").read_text()[offset:]
+
+
+def resumes_at(checkpoint: Path) -> int:
+    """The 1-based epoch a rerun starts at: Lightning's "epoch" in last.ckpt is the 0-based epoch it ended."""
+    import torch
+
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 2
+
+
+def test_sigterm_and_ctrl_c_in_training_end_on_one_line_with_the_signals_exit_code(tmp_path):
+    # kedro-mlflow's error hook raised UnboundLocalError once the run was ended KILLED, and that error
+    # was the last line a stopped run printed. Whatever the hooks do, the stop is the last word.
+    # SIGTERM first, then Ctrl-C in the rerun, which must start at the epoch the first line named.
+    project = make_project_copy(tmp_path / "stopped")
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    try:
+        resume_from = None
+        for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+            offset = (project / "run.log").stat().st_size if (project / "run.log").exists() else 0
+            proc, _ = start(project, params=QUICK_EPOCHS)
+            if resume_from is None:
+                wait_until(proc, in_training(project), project)
+            else:  # the epoch the last line promised is the epoch the rerun starts at
+                wait_until(proc, lambda: re.search(r"Epoch \d+/6", output_since(project, offset)), project)
+                assert "Resuming training from" in output_since(project, offset)
+                first_epoch = int(re.search(r"Epoch (\d+)/6", output_since(project, offset)).group(1))
+                assert first_epoch == resume_from
+            assert kill(proc, sig) == code
+            output = output_since(project, offset)
+            checkpoint = next((project / "data" / "06_models" / "checkpoints").glob("*/last.ckpt"))
+            resume_from = resumes_at(checkpoint)
+            lines = [line for line in output.splitlines() if line.strip()]
+            assert lines[-1] == f"stopped by {sig.name}; status KILLED; rerun to resume from epoch {resume_from}", \
+                output[-3000:]
+            assert "UnboundLocalError" not in output and "Traceback" not in output
+            assert last_run(client).info.status == "KILLED"
+            assert record(project)["status"] == "killed"
+            assert record(project)["error"] == f"Terminated: stopped by {sig.name}"
+            assert temporaries(project) == []
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -149,9 +149,11 @@ def test_save_and_load_give_the_same_imputation(fitted, adata, tmp_path):
     assert not np.array_equal(other.impute(adata, inplace=False).layers["imputed"], expected)
 
 
-def test_empty_or_unknown_source_names_inference_uri():
-    with pytest.raises(ValueError, match="inference.uri is empty"):
-        GapFill.load("")
+def test_an_empty_inference_uri_names_the_parameter_and_an_example():
+    from scgapfill.pipelines.inference.nodes import load_model
+
+    with pytest.raises(ValueError, match=r"^inference.uri='' is empty; .*--params=\"inference.uri=models:/"):
+        load_model({"uri": ""}, {})
 
 
 def test_fit_on_a_fitted_model_continues_from_its_weights(fitted, adata, train_params, tmp_path):

@@ -68,12 +68,32 @@ def no_mlflow(monkeypatch):
 
 @pytest.mark.parametrize("uri", ["{tmp}/nothing.pt", "attack", "models/gapfill_model.pt", "{tmp}/no_folder"])
 def test_a_missing_local_path_is_reported_as_a_missing_file_not_an_mlflow_run(no_mlflow, tmp_path, uri):
-    from scgapfill.model import GapFill
+    from scgapfill.pipelines.inference.nodes import load_model
 
     uri = uri.format(tmp=tmp_path)
     with pytest.raises(FileNotFoundError) as info:
-        GapFill.load(uri)
+        load_model({"uri": uri}, {})
     assert str(info.value) == f"inference.uri={uri!r}: no such file or folder; {GIVE}"
+
+
+def test_gapfill_load_names_the_path_it_was_given_not_the_pipeline_parameter(no_mlflow, tmp_path):
+    from scgapfill.model import GapFill
+
+    with pytest.raises(FileNotFoundError) as info:
+        GapFill.load("missing")
+    assert str(info.value) == f"GapFill.load('missing'): no such file or folder; {GIVE}"
+    with pytest.raises(ValueError) as info:
+        GapFill.load(tmp_path)  # a folder without a bundle, given as a Path
+    assert str(info.value) == \
+        f"GapFill.load({str(tmp_path)!r}) is a folder that holds no gapfill_model.pt bundle; {GIVE}"
+    (tmp_path / "model.pt").write_bytes(b"")
+    with pytest.raises(ValueError,
+                       match=r"^GapFill\.load\('.*model\.pt'\) is not a scgapfill model bundle \(the file is empty"):
+        GapFill.load(tmp_path / "model.pt")
+    # No --params example: the caller used Python.
+    with pytest.raises(ValueError, match=r"^GapFill\.load\(''\) is empty; give a gapfill_model.pt path or an MLflow "
+                                         r"URI[^(]*$"):
+        GapFill.load("")
 
 
 def test_a_folder_with_one_bundle_anywhere_inside_is_read(no_mlflow, bundle_file, tmp_path):

@@ -6,18 +6,16 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from ..io import AUTO, checked_counts
 from ..normalization import as_composition, counts_from_lognorm, lognorm, size_factors
 from ..params import ImputeParams
 
 
-def counts_of(adata: ad.AnnData, layer: str | None) -> tuple[sp.csr_matrix, list[str]]:
-    """The raw counts of ``adata.layers[layer]`` (``X`` when ``layer`` is None) and the gene names."""
-    if layer is not None and layer not in adata.layers:
-        raise KeyError(
-            f"adata has no layer {layer!r} (layers: {list(adata.layers)}); pass layer=None to read counts from X"
-        )
-    matrix = adata.X if layer is None else adata.layers[layer]
-    return sp.csr_matrix(matrix), [str(g) for g in adata.var_names]
+def counts_of(adata: ad.AnnData, layer: str | None = AUTO) -> tuple[sp.csr_matrix, list[str]]:
+    """The raw counts :func:`~scgapfill.io.checked_counts` finds in ``adata`` (``layer``: ``"auto"``,
+    a layer's name, or None for ``X``) and the gene names, made unique."""
+    found = checked_counts(adata, layer)
+    return found.counts, [str(g) for g in found.var_names]
 
 
 def on_data_genes(

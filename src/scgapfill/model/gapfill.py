@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from ..imputation import align_genes, impute_counts, imputation_record, warn_missing_genes
+from ..io import AUTO, InputCounts, checked_counts
 from ..layout import compute_layout
 from ..model_io import GapFillBundle
 from ..normalization import lognorm, size_factors
 from ..params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
-from ._anndata import at_observed_depth, counts_of, on_data_genes, same_genes
+from ._anndata import at_observed_depth, on_data_genes, same_genes
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +109,44 @@ class GapFill:
     def fit(
         self,
         adata: ad.AnnData,
-        layer: str | None = "counts",
+        layer: str | None = AUTO,
         gene_layout: dict | None = None,
         logger: Any = None,
         callbacks: list | None = None,
     ) -> "GapFill":
-        """Train on the raw counts of ``adata.layers[layer]`` (``X`` when ``layer`` is None).
+        """Train on the raw counts of ``adata``.
+
+        ``layer``: ``"auto"`` (the default) reads ``layers["counts"]`` when there is one, else
+        ``X`` (as ``sc.read_10x_h5`` leaves it); a layer's name reads that layer; ``None`` reads
+        ``X``. Whichever is read must hold raw counts (finite, non-negative integers), checked
+        as the pipeline checks its input (:func:`scgapfill.io.checked_counts`).
 
         A new model lays the genes out on the grid first (``gene_layout`` gives a layout computed
         elsewhere, e.g. from other cells); a fitted or loaded model continues from its weights
         with its layout and scaler, the data's genes aligned to its own by name (fine-tuning).
+        As in the pipeline's QC, a gene with no count in any cell is left out of a new model laid
+        out here (it would be filled with a level it was never seen at; a given ``gene_layout``
+        names the model's genes itself) and cells without counts do not train.
         ``logger`` and ``callbacks`` go to Lightning. Returns ``self``.
         """
         from ..train.fit import fit_gapfill
 
-        counts, genes = counts_of(adata, layer)
+        found = checked_counts(adata, layer)
+        _refuse_no_counts(found)
+        genes = [str(g) for g in found.var_names]
         if self.bundle is None:
+            counts, genes = _seen(found, genes, keep_genes=gene_layout is not None)
             counts, gene_layout = laid_out(counts, genes, self.layout_params, self.model_params.depth, gene_layout)
             bundle = fit_gapfill(counts, gene_layout, self.model_params, self.train_params, logger, callbacks)
         else:
             if gene_layout is not None:
                 raise ValueError("a fitted model keeps its gene layout; fine-tune without gene_layout")
-            counts = _on_genes(counts, genes, self.bundle.gene_names)
+            counts = _on_genes(found.counts, genes, self.bundle.gene_names)
+            with_counts = np.asarray(counts.sum(axis=1)).ravel() > 0
+            if not with_counts.all():
+                log.warning("adata: %d cells have no counts on the model's genes and do not train",
+                            int((~with_counts).sum()))
+                counts = counts[with_counts]
             bundle = fit_gapfill(counts, self.bundle.layout, self.model_params, self.train_params, logger,
                                  callbacks, start_from=self.bundle)
         if bundle is not None:  # None on the extra ranks of plain DDP
@@ -136,40 +154,64 @@ class GapFill:
             self.bundle = bundle
         return self
 
-    def impute_matrix(self, adata: ad.AnnData, layer: str | None = "counts") -> tuple[Any, Any, dict]:
+    def impute_matrix(self, adata: ad.AnnData, layer: str | None = AUTO) -> tuple[Any, Any, dict]:
         """The layer :meth:`impute` adds, which of the data's genes were modelled, and the gene report."""
+        found = checked_counts(adata, layer)
+        values, modelled, report, kept = self._imputed(found)
+        return _on_rows(values, kept), modelled, report
+
+    def _imputed(self, found: InputCounts) -> tuple[Any, Any, dict, Any]:
+        """The imputed values of the cells with counts on the model's genes, which genes were modelled,
+        the gene report, and which cells those are (``None``: every cell)."""
+        from ..streaming import cells_with_counts
+
         bundle = self._fitted()
-        counts, genes = counts_of(adata, layer)
+        counts, genes = found.counts, [str(g) for g in found.var_names]
         aligned, report = align_genes(counts, genes, bundle.gene_names)
         warn_missing_genes(report)
+        # As the inference pipeline does: a cell without counts on the model's genes has no depth to
+        # impute at; it is skipped and its rows stay 0.
+        kept = cells_with_counts(np.asarray(aligned.sum(axis=1)).ravel(), pd.DataFrame(index=found.obs_names),
+                                 None, report)
+        if kept.all():
+            kept = None
+        else:
+            aligned, counts = aligned[kept], counts[kept]
         params = self.impute_params
         if not same_genes(genes, bundle.gene_names):  # rescaled with the other genes in on_data_genes
             params = params.model_copy(update={"scale": "observed_library"})
         out = impute_counts(bundle, aligned, params)
         values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params)
-        return values, modelled, report
+        return values, modelled, report, kept
 
     def impute(
-        self, adata: ad.AnnData, layer: str | None = "counts", key_added: str = "imputed", inplace: bool = True
+        self, adata: ad.AnnData, layer: str | None = AUTO, key_added: str = "imputed", inplace: bool = True
     ) -> ad.AnnData | None:
         """Fill the gaps of ``adata``'s counts: ``layers[key_added]``, dense float32, on every gene of ``adata``.
 
-        Values are ``log1p`` of expression levels: by default (``impute.scale: composition``) each
+        The counts are read as :meth:`fit` reads them (``layer``). Values are ``log1p`` of
+        expression levels: by default (``impute.scale: composition``) each
         cell's levels sum to 1e4 after filling, like ``sc.pp.normalize_total`` + ``log1p``; with
         ``observed_library`` they are per 1e4 of the cell's observed counts. The model's genes are
         imputed (aligned by name; a model gene the data lacks is filled as unobserved, then left
-        out); the others carry their observed values. ``layers[key_added + "_counts"]`` is the same
+        out); the others carry their observed values (a gene with no count in any cell, which
+        :meth:`fit` leaves out of the model, stays 0). A cell without counts on the model's genes
+        is skipped with a warning: its rows stay 0. ``layers[key_added + "_counts"]`` is the same
         profile in counts at the cell's observed depth. ``var["gapfill_modelled"]`` tells which
-        genes were modelled and ``uns["gapfill"]`` records how the layers were made. The counts
-        themselves are never changed. Returns None when ``inplace``, else a copy of ``adata``.
+        genes were modelled and ``uns["gapfill"]`` records how the layers were made, with
+        ``cells_skipped_no_counts``. The counts themselves are never changed. Returns None when
+        ``inplace``, else a copy of ``adata``.
         """
-        values, modelled, report = self.impute_matrix(adata, layer)
+        found = checked_counts(adata, layer)
+        values, modelled, report, kept = self._imputed(found)
+        in_counts = at_observed_depth(values, found.counts if kept is None else found.counts[kept])
         target = adata if inplace else adata.copy()
-        target.layers[key_added] = values
-        target.layers[f"{key_added}_counts"] = at_observed_depth(values, counts_of(adata, layer)[0])
+        target.layers[key_added] = _on_rows(values, kept)
+        target.layers[f"{key_added}_counts"] = _on_rows(in_counts, kept)
         target.var["gapfill_modelled"] = modelled
         target.uns["gapfill"] = {**imputation_record(self.impute_params, report), "layer": key_added,
-                                 "counts_layer": f"{key_added}_counts"}
+                                 "counts_layer": f"{key_added}_counts",
+                                 "cells_skipped_no_counts": int(report["cells_skipped_no_counts"])}
         return None if inplace else target
 
     def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
@@ -202,11 +244,45 @@ class GapFill:
         ``runs:/...``), read weights-only; ``train``/``impute`` replace the settings saved with it."""
         from ..tracking import load_bundle
 
-        return cls.from_bundle(load_bundle(str(source)), train, impute)
+        return cls.from_bundle(load_bundle(str(source), label=f"GapFill.load({str(source)!r})"), train, impute)
 
     def __repr__(self) -> str:
         state = f"{len(self.bundle.gene_names)} genes" if self.bundle is not None else "not trained"
         return f"GapFill({state}, depth={self.model_params.depth}, base_channels={self.model_params.base_channels})"
+
+
+def _on_rows(values: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+    """``values`` of the ``kept`` cells on every cell's row, the skipped cells' rows 0."""
+    if kept is None:
+        return values
+    full = np.zeros((len(kept), values.shape[1]), dtype=values.dtype)
+    full[kept] = values
+    return full
+
+
+def _refuse_no_counts(found: InputCounts) -> None:
+    if not found.cells_with_counts.any():
+        raise ValueError(f"adata.{found.where} holds no counts (all {found.counts.shape[0]} cells are empty); "
+                         "put the raw UMI counts in adata.layers['counts'] (or in X), or name their layer with layer=")
+
+
+def _seen(found: InputCounts, genes: list[str], keep_genes: bool) -> tuple[Any, list[str]]:
+    """The counts a new model trains on: the pipeline's QC removes genes seen in no cell and cells
+    without counts before training; here they are left out of the model and said so. With
+    ``keep_genes`` (a layout given: it names the model's genes) only the cells are."""
+    counts = found.counts
+    if found.n_unseen_genes and not keep_genes:
+        unseen = [g for g, seen in zip(genes, found.genes_with_counts) if not seen]
+        log.warning("adata: %d genes have no count in any cell (e.g. %s) and are left out of the model: "
+                    "not filled, their imputed values stay 0 (var['gapfill_modelled'] False)",
+                    len(unseen), unseen[:5])
+        counts = counts[:, found.genes_with_counts]
+        genes = [g for g, seen in zip(genes, found.genes_with_counts) if seen]
+    if found.n_empty_cells:
+        log.warning("adata: %d cells have no counts (e.g. %s) and do not train; their imputed rows stay 0",
+                    found.n_empty_cells, list(found.obs_names[~found.cells_with_counts][:5]))
+        counts = counts[found.cells_with_counts]
+    return counts, genes
 
 
 def _on_genes(counts: Any, genes: list[str], model_genes: list[str]) -> Any:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import anndata as ad
 
+from ..io import AUTO
 from ..params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
 from .gapfill import GapFill
 
 
 def impute(
     adata: ad.AnnData,
-    layer: str | None = "counts",
+    layer: str | None = AUTO,
     key_added: str = "imputed",
     inplace: bool = True,
     model: ModelParams | dict | None = None,
@@ -20,14 +21,24 @@ def impute(
 ) -> ad.AnnData | None:
     """Fit a :class:`GapFill` on ``adata``'s counts and add ``layers[key_added]`` (scanpy style).
 
+    The counts are read from ``layers["counts"]`` when there is one, else from ``X`` (where
+    ``sc.read_10x_h5`` and ``sc.read_h5ad`` of a raw file leave them); ``layer="name"`` reads
+    another layer and ``layer=None`` reads ``X``. They must be raw counts (finite, non-negative
+    integers) as the pipeline requires: log-normalised values are refused with a line that says
+    where to put the counts. Genes with no count in any cell are left out of the model and not
+    filled (``var["gapfill_modelled"]`` False), cells without counts are skipped (rows of 0),
+    and duplicate names are told apart inside without renaming ``adata``; each is logged.
+
     Every cell trains the model and is then imputed; the defaults are those measured best
     (docs/model.md), with the progress bar on unless ``train`` says otherwise. Keep the trained
     model with ``GapFill(...).fit(adata)`` instead to reuse it on other data.
 
     Examples
     --------
-    >>> scgapfill.impute(adata, train={"max_epochs": 30})   # doctest: +SKIP
-    >>> adata.layers["imputed"]                             # doctest: +SKIP
+    >>> adata = sc.read_10x_h5("filtered_feature_bc_matrix.h5")  # doctest: +SKIP
+    >>> adata.var_names_make_unique()                             # doctest: +SKIP
+    >>> scgapfill.impute(adata, train={"max_epochs": 30})         # doctest: +SKIP
+    >>> adata.layers["imputed"]                                   # doctest: +SKIP
     """
     train = parse("train", {"enable_progress_bar": True, **_as_dict(train)})
     gapfill = GapFill(model=model, train=train, layout=layout, impute=impute).fit(adata, layer=layer)

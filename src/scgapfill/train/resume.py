@@ -70,5 +70,26 @@ def checkpoint_folder(train_params: TrainParams, fingerprint: str, resumable: bo
     elif folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    yield str(folder), resume_from
+    try:
+        yield str(folder), resume_from
+    except Exception as error:
+        from ..run_record import termination
+
+        stop = termination(error)
+        if stop is not None and last.is_file():  # what the stopped run's last line names
+            stop.checkpoint = str(last)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def resumed_epoch(checkpoint: str | os.PathLike) -> int | None:
+    """The epoch a run resumed from ``checkpoint`` starts at, counted from 1 as the epoch log lines
+    count (``Epoch 3/6``); None when the file cannot be read."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        # Lightning saves "epoch" as the 0-based epoch the checkpoint ended; the next one runs on resuming.
+        return int(state["epoch"]) + 2
+    except Exception:  # a checkpoint cut short by the stop itself: the line then names the file
+        return None

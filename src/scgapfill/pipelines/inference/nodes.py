@@ -17,8 +17,10 @@ def load_model(inference: dict, impute: dict):
     """The model named by ``inference.uri`` (MLflow URI, folder or .pt file), read weights-only,
     imputing with this run's ``impute.*`` settings."""
     from scgapfill.model import GapFill
+    from scgapfill.tracking import load_bundle
 
-    return GapFill.load(parse("inference", inference).uri, impute=parse("impute", impute))
+    # Not GapFill.load: its errors name the Python call, these name the parameter the user set.
+    return GapFill.from_bundle(load_bundle(parse("inference", inference).uri), impute=parse("impute", impute))
 
 
 def load_aligned_counts(input_params: dict, inference_model, inference: dict) -> tuple[dict, dict]:
