@@ -206,6 +206,10 @@ class ImputeParams(_Params):
     # cells stay comparable whatever their dropout; "observed_library": levels per 1e4 of the cell's
     # observed counts, so a filled cell sums to more than 1e4 (up to 1.7x measured; docs/evaluation.md).
     scale: Literal["composition", "observed_library"] = "composition"
+    # The data's genes the model was not trained on (beyond the highly variable ones): "neighbours"
+    # averages each cell's log-normalised values with its nearest cells' (found on the model's
+    # estimates), "observed" carries them as they are (their zeros stay zeros).
+    unmodelled: Literal["neighbours", "observed"] = "neighbours"
 
 
 class FinalParams(_Params):

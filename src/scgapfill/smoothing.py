@@ -124,3 +124,23 @@ class _LevelStore:
 
     def get(self, i: int) -> np.ndarray:
         return self._in_memory[i] if self._in_memory is not None else np.load(self._path(i))
+
+
+def neighbour_fill(observed: sp.csr_matrix, estimates: np.ndarray, k: int, n_pcs: int, seed: int) -> np.ndarray:
+    """The genes the model does not estimate, each cell's log-normalised values averaged with those of
+    its ``k`` nearest cells (itself included, equal weights), float32.
+
+    ``observed`` holds those genes' ``log1p(counts / size_factor * 1e4)``; ``estimates`` the model's
+    estimates of its own genes (``log1p`` levels), on which the neighbours are found: they place a cell
+    by every modelled gene at once, where its sparse counts place it by the few it happened to catch.
+    Averaging the logs, as kNN smoothing and MAGIC do, estimates what the cell's log-normalised value
+    is on average at its depth (docs/evaluation.md).
+    """
+    from .cellgraph import knn_graph, pca_embedding
+
+    embedding, _ = pca_embedding(estimates, n_pcs, seed)
+    graph = knn_graph(embedding, k, seed)
+    graph.data[:] = 1.0
+    graph = graph + sp.identity(graph.shape[0], format="csr")
+    graph = sp.csr_matrix(sp.diags(1.0 / np.asarray(graph.sum(axis=1)).ravel()) @ graph, dtype=np.float32)
+    return np.asarray((graph @ sp.csr_matrix(observed, dtype=np.float32)).toarray(), dtype=np.float32)

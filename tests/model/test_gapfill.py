@@ -107,7 +107,7 @@ def _misaligned(counts):
 
 def test_genes_aligned_by_name_extra_genes_carried_missing_reported(fitted, counts):
     matrix, data, n_kept = _misaligned(counts)
-    GapFill.from_bundle(fitted.bundle, impute={"scale": "observed_library"}).impute(data)
+    GapFill.from_bundle(fitted.bundle, impute={"scale": "observed_library", "unmodelled": "observed"}).impute(data)
     layer = data.layers["imputed"]
     assert layer.shape == data.shape
     assert data.var["gapfill_modelled"].tolist() == [True] * n_kept + [False] * 3
@@ -126,9 +126,11 @@ def test_the_default_layer_is_a_composition_and_keeps_the_observed_shares(fitted
     assert data.uns["gapfill"]["scale"] == "composition"
     levels = np.expm1(data.layers["imputed"].astype(np.float64))
     np.testing.assert_allclose(levels.sum(axis=1), 1e4, rtol=1e-4)  # every cell, missing genes and all
-    # Observed counts keep their proportions to each other, unknown genes included: one factor per cell.
+    # The modelled genes' observed counts keep their proportions to each other: one factor per cell
+    # (the genes the model does not know are their neighbours' average, impute.unmodelled).
     dense = matrix.toarray()
     observed = dense > 0
+    observed[:, n_kept:] = False
     factor = np.where(observed, levels / np.where(observed, dense, 1.0), np.nan)
     per_cell = np.broadcast_to(np.nanmean(factor, axis=1, keepdims=True), factor.shape)
     np.testing.assert_allclose(factor[observed], per_cell[observed], rtol=1e-4)

@@ -9,6 +9,10 @@ import scipy.sparse as sp
 from ..io import AUTO, checked_counts
 from ..normalization import as_composition, counts_from_lognorm, lognorm, size_factors
 from ..params import ImputeParams
+from ..smoothing import neighbour_fill
+
+# The neighbours that fill the genes the model does not estimate: the settings of the kNN baseline.
+UNMODELLED_K, UNMODELLED_PCS = 15, 30
 
 
 def counts_of(adata: ad.AnnData, layer: str | None = AUTO) -> tuple[sp.csr_matrix, list[str]]:
@@ -26,10 +30,12 @@ def on_data_genes(
     When the data and the model have the same genes, ``out`` (from ``impute_counts`` with
     ``params``) is only reordered. Otherwise ``out`` must be on the observed-library scale (levels
     per 1e4 counts of the model's genes): genes the model does not know carry their observed values,
-    ``log1p(counts / size_factor * 1e4)`` with the size factor over all the data's genes, the model's
-    genes are put on that scale, and with ``impute.scale: composition`` the whole cell is then
-    rescaled to 1e4, so the filled mass shrinks every observed gene alike. With ``observed_library``
-    and ``fill_only_zeros`` every observed entry equals that log-normalisation exactly.
+    ``log1p(counts / size_factor * 1e4)`` with the size factor over all the data's genes, or with
+    ``impute.unmodelled: neighbours`` (the default) every entry of theirs averaged over the cell and its
+    nearest cells (:func:`~scgapfill.smoothing.neighbour_fill`); the model's genes are put on that
+    scale, and with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled
+    mass shrinks every observed gene alike. With ``observed_library``,
+    ``fill_only_zeros`` and ``unmodelled: observed`` every observed entry equals that log-normalisation exactly.
     """
     column_of = {g: j for j, g in enumerate(model_genes)}
     modelled = np.array([g in column_of for g in genes], dtype=bool)
@@ -40,14 +46,19 @@ def on_data_genes(
     sf_modelled = np.asarray(counts[:, modelled].sum(axis=1), dtype=np.float64).ravel()
     observed = sp.csr_matrix(lognorm(counts, sf_all), dtype=np.float32)
     layer = observed.toarray()
+    if params.unmodelled == "neighbours" and not modelled.all():
+        layer[:, ~modelled] = neighbour_fill(observed[:, ~modelled], out, UNMODELLED_K, UNMODELLED_PCS, seed=0)
     # The model's levels are per 1e4 counts of the modelled genes: rescale to the cell's total count.
     ratio = (sf_modelled / sf_all)[:, None]
     layer[:, modelled] = np.log1p(np.expm1(out[:, source].astype(np.float64)) * ratio).astype(np.float32)
     if params.scale == "composition":
         return as_composition(layer), modelled
     if params.fill_only_zeros:
-        coo = observed.tocoo()
-        layer[coo.row, coo.col] = coo.data
+        # The observed counts kept where the layer estimates from them: every gene but those the
+        # neighbours fill (there the average replaces each entry, its own count weighing 1/(k + 1)).
+        carried = modelled if params.unmodelled == "neighbours" else np.ones_like(modelled)
+        coo = observed[:, np.flatnonzero(carried)].tocoo()
+        layer[coo.row, np.flatnonzero(carried)[coo.col]] = coo.data
     return layer, modelled
 
 

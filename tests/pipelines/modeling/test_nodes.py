@@ -92,21 +92,31 @@ def test_the_deliverable_holds_every_qcd_cell_gene_and_count(stages) -> None:
 
     imputed = out.layers["imputed"]
     assert imputed.dtype == np.float32 and imputed.shape == out.shape and np.isfinite(imputed).all()
-    # A composition: each cell sums to 1e4, and its observed counts keep their proportions (one factor
-    # per cell, the mass the filling added taken from every observed gene alike).
+    # A composition: each cell sums to 1e4, and the modelled genes' observed counts keep their
+    # proportions (one factor per cell, the mass the filling added taken from every observed gene alike).
     levels = np.expm1(imputed.astype(np.float64))
     np.testing.assert_allclose(levels.sum(axis=1), 1e4, rtol=1e-4)
-    rows, cols = out.layers["counts"].nonzero()
-    factor = levels[rows, cols] / np.asarray(out.layers["counts"][rows, cols]).ravel()
-    np.testing.assert_allclose(factor, factor[np.searchsorted(rows, rows)], rtol=1e-4)  # rows sorted: each cell's first
-    np.testing.assert_allclose(out.layers["imputed_counts"].sum(axis=1), out.obs["size_factor"], rtol=1e-4)
-    # On the observed library's scale every observed entry is X itself.
-    kept = _deliverable(stages, scale="observed_library").layers["imputed"]
-    np.testing.assert_array_equal(kept[rows, cols], np.asarray(out.X[rows, cols]).ravel())  # every observed count
-    zeros = out.layers["counts"].toarray() == 0
     modelled = out.var["gapfill_modelled"].to_numpy()
-    assert (imputed[:, ~modelled][zeros[:, ~modelled]] == 0).all(), "genes not modelled are carried as observed"
+    counts = out.layers["counts"].toarray()
+    observed = (counts > 0) & modelled
+    factor = np.where(observed, levels / np.where(observed, counts, 1.0), np.nan)
+    per_cell = np.broadcast_to(np.nanmean(factor, axis=1, keepdims=True), factor.shape)
+    np.testing.assert_allclose(factor[observed], per_cell[observed], rtol=1e-4)
+    np.testing.assert_allclose(out.layers["imputed_counts"].sum(axis=1), out.obs["size_factor"], rtol=1e-4)
+    # On the observed library's scale every observed entry of a modelled gene is X itself; the other
+    # genes are each cell's X averaged with its 15 nearest cells' (impute.unmodelled: neighbours).
+    kept = _deliverable(stages, scale="observed_library").layers["imputed"]
+    rows, cols = np.nonzero(observed)
+    np.testing.assert_array_equal(kept[rows, cols], np.asarray(out.X[rows, cols]).ravel())
+    x = out.X.toarray()[:, ~modelled]
+    fill = kept[:, ~modelled]
+    assert (fill[x == 0] > 0).mean() > 0.5, "the unmodelled genes' zeros are filled from the neighbours"
+    np.testing.assert_allclose(fill.mean(axis=0), x.mean(axis=0), rtol=0.25, atol=0.02)  # an average of X, not a new level
+    assert np.corrcoef(fill.ravel(), x.ravel())[0, 1] > 0.5
+    zeros = counts == 0
     assert (imputed[:, modelled][zeros[:, modelled]] > 0).mean() > 0.5, "the modelled genes' zeros are filled"
+    carried = _deliverable(stages, scale="observed_library", unmodelled="observed").layers["imputed"]
+    np.testing.assert_array_equal(carried[:, ~modelled], x.astype(np.float32))
     assert out.uns["gapfill"]["n_genes_modelled"] == processed.n_vars and out.uns["gapfill"]["refit"] is False
 
 
