@@ -16,6 +16,7 @@ from typing import Any, Callable
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from . import io, real_data
 from .baselines import available_baselines
@@ -67,6 +68,37 @@ def unet_method(parameters: dict) -> Callable[[ad.AnnData, ad.AnnData], tuple]:
         return gapfill.impute_matrix(masked)[0], gapfill.impute_matrix(mcv_train)[0]
 
     return run
+
+
+def unet_denoiser(parameters: dict) -> Callable[[Any, list[str], int], np.ndarray]:
+    """The U-Net as the denoising protocol's method (:func:`scgapfill.eval.denoising.run_protocol`),
+    as the training pipeline makes its deliverable: the counts normalised, the highly variable genes
+    selected (``hvg``), the layout learned from them, the model fitted on their counts and applied to
+    every gene given (``layers["imputed"]``, the genes it does not model filled as ``impute.unmodelled`` says)."""
+
+    def run(train, genes: list[str], seed: int) -> np.ndarray:
+        from .model import GapFill
+        from .pipelines.modeling.nodes import compute_gene_layout
+
+        adata = ad.AnnData(X=sp.csr_matrix(train, dtype=np.float32))
+        adata.var_names = list(genes)
+        modelled = processing.select_genes(processing.normalize(adata, parameters.get("normalize", {})),
+                                           parameters.get("hvg", {}))
+        layout = compute_gene_layout(modelled, parameters.get("layout", {}), parameters.get("model", {}))
+        train_params = {**parameters.get("train", {}), "enable_progress_bar": False}
+        gapfill = GapFill(parameters.get("model"), train_params, parameters.get("layout"), parameters.get("impute"))
+        gapfill.fit(modelled, layer="counts", gene_layout=layout)
+        return gapfill.impute_matrix(adata, layer=None)[0]
+
+    return run
+
+
+def baseline_denoiser(name: str, parameters: dict) -> Callable[[Any, list[str], int], np.ndarray]:
+    """A baseline as the denoising protocol's method, with the options the evaluation gives it."""
+    from .baselines import run_baseline
+
+    kwargs = {"k": parse("baselines", parameters.get("baselines", {})).knn_k} if name == "knn" else {}
+    return lambda train, genes, seed: run_baseline(name, train, seed=0, **kwargs)
 
 
 def _baseline(name: str, parameters: dict) -> Callable:

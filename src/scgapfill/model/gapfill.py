@@ -194,8 +194,9 @@ class GapFill:
         cell's levels sum to 1e4 after filling, like ``sc.pp.normalize_total`` + ``log1p``; with
         ``observed_library`` they are per 1e4 of the cell's observed counts. The model's genes are
         imputed (aligned by name; a model gene the data lacks is filled as unobserved, then left
-        out); the others carry their observed values (a gene with no count in any cell, which
-        :meth:`fit` leaves out of the model, stays 0). A cell without counts on the model's genes
+        out); the others are each cell's log-normalised values averaged with its nearest cells'
+        (``impute.unmodelled: neighbours``; ``observed`` carries them as they are; a gene with no count
+        in any cell, which :meth:`fit` leaves out of the model, stays 0). A cell without counts on the model's genes
         is skipped with a warning: its rows stay 0. ``layers[key_added + "_counts"]`` is the same
         profile in counts at the cell's observed depth. ``var["gapfill_modelled"]`` tells which
         genes were modelled and ``uns["gapfill"]`` records how the layers were made, with

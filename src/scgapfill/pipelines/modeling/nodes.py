@@ -106,8 +106,9 @@ def impute_all(gapfill_model, normalized: ad.AnnData, impute: dict, final: dict,
 
     Every cell and gene that passed QC, in input order: ``layers["counts"]`` the QC'd counts,
     ``X`` their log-normalisation, ``layers["imputed"]`` on the same scale (the modelled genes
-    imputed, the others as observed; ``var["gapfill_modelled"]``). With ``final.refit`` the model
-    is first trained again on all the processed counts of its genes.
+    imputed, the others averaged over each cell's nearest cells as ``impute.unmodelled`` says;
+    ``var["gapfill_modelled"]``). With ``final.refit`` the model is first trained again on all the
+    processed counts of its genes.
     """
     from scgapfill.model import GapFill
 
