@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     parameters = load_parameters(args.overrides)
     methods = {m: unet_denoiser(parameters) if m == "unet" else baseline_denoiser(m, parameters) for m in args.methods}
     out = Path(args.out)
+    # Rows of earlier runs kept; the file is written whole after each row (the splits' rows have
+    # different columns), through a temporary file, so a run stopped part-way leaves a readable table.
+    rows = pd.read_csv(out).to_dict("records") if out.exists() else []
     print(machine_line(), flush=True)
     print(f"U-Net settings: {json.dumps(args.overrides)}", flush=True)
     for dataset in args.datasets:
@@ -106,11 +109,14 @@ def main(argv: list[str] | None = None) -> None:
 
         def keep(row: dict, dataset: str = dataset) -> None:
             row = {"dataset": dataset, **row, "settings": " ".join(args.overrides)}
-            pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
+            rows.append(row)
+            partial = out.with_name(out.name + ".part")
+            pd.DataFrame(rows).to_csv(partial, index=False)
+            partial.replace(out)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
 
         run_protocol(counts, genes, methods, args.seeds, tuple(args.splits), on_result=keep)
-    runs = pd.read_csv(out)
+    runs = pd.DataFrame(rows)
     print(machine_line())
     print(summary(runs[runs["dataset"].isin(args.datasets)]))
 
