@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..masks import mcv_split
+from ..metrics._common import _lognorm_own_totals
 from ..normalization import check_counts
 
 TARGET_SUM = 1e4
@@ -60,10 +61,9 @@ def split_downsampled(counts: Any, seed: int, given_fraction: float = GIVEN_FRAC
     return Split(given, rest, "downsampled", seed)
 
 
-def _rows_lognorm(matrix: np.ndarray) -> np.ndarray:
+def _rows_lognorm(counts: np.ndarray) -> np.ndarray:
     """scanpy's ``normalize_total(target_sum=1e4)`` + ``log1p``: an all-zero row stays zero."""
-    totals = matrix.sum(axis=1, keepdims=True)
-    return np.log1p(matrix * np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0))
+    return _lognorm_own_totals(counts, TARGET_SUM)
 
 
 def profile_of(denoised: Any) -> np.ndarray:
