@@ -71,7 +71,8 @@ def summary(runs: pd.DataFrame) -> str:
             cells = []
             for score in shown:
                 mean, sd = rows[score].mean(), rows[score].std(ddof=1)
-                cells.append(f"{mean:.4f}" + (f" ± {sd:.4f}" if len(rows) > 1 else ""))
+                digits = 0 if score == "seconds" else 4
+                cells.append(f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if len(rows) > 1 else ""))
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
