@@ -64,7 +64,8 @@ def summary(runs: pd.DataFrame) -> str:
     lines = []
     for (dataset, split), part in runs.groupby(["dataset", "split"], sort=False):
         shown = [s for s in SCORES if s in part and part[s].notna().any()]
-        lines += [f"### {dataset}, {split} ({int(part['n_cells'].iloc[0])} cells x {int(part['n_genes'].iloc[0])} genes, "
+        shape = f"{int(part['n_cells'].iloc[0])} cells x {int(part['n_genes'].iloc[0])} genes"
+        lines += [f"### {dataset}, {split} ({shape}, "
                   f"seeds {sorted(part['seed'].unique().tolist())})", "",
                   "| method | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
         for method, rows in part.groupby("method", sort=False):
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=["pbmc68k_reduced", "simulated"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["none", "knn", "magic", "alra", "unet"])
-    parser.add_argument("--splits", nargs="+", default=["molecules", "downsampled"], choices=["molecules", "downsampled"])
+    splits = ["molecules", "downsampled"]
+    parser.add_argument("--splits", nargs="+", default=splits, choices=splits)
     parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--out", default="denoising_runs.csv")
     args = parser.parse_args(argv)

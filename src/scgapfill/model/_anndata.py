@@ -34,8 +34,8 @@ def on_data_genes(
     ``impute.unmodelled: neighbours`` (the default) every entry of theirs averaged over the cell and its
     nearest cells (:func:`~scgapfill.smoothing.neighbour_fill`); the model's genes are put on that
     scale, and with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled
-    mass shrinks every observed gene alike. With ``observed_library``,
-    ``fill_only_zeros`` and ``unmodelled: observed`` every observed entry equals that log-normalisation exactly.
+    mass shrinks every observed gene alike. With ``observed_library``, ``fill_only_zeros`` and
+    ``unmodelled: observed`` every observed entry equals that log-normalisation exactly.
     """
     column_of = {g: j for j, g in enumerate(model_genes)}
     modelled = np.array([g in column_of for g in genes], dtype=bool)
@@ -56,9 +56,9 @@ def on_data_genes(
     if params.fill_only_zeros:
         # The observed counts kept where the layer estimates from them: every gene but those the
         # neighbours fill (there the average replaces each entry, its own count weighing 1/(k + 1)).
-        carried = modelled if params.unmodelled == "neighbours" else np.ones_like(modelled)
-        coo = observed[:, np.flatnonzero(carried)].tocoo()
-        layer[coo.row, np.flatnonzero(carried)[coo.col]] = coo.data
+        carried = np.flatnonzero(modelled if params.unmodelled == "neighbours" else np.ones_like(modelled))
+        coo = observed[:, carried].tocoo()
+        layer[coo.row, carried[coo.col]] = coo.data
     return layer, modelled
 
 

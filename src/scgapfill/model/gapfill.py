@@ -196,8 +196,8 @@ class GapFill:
         imputed (aligned by name; a model gene the data lacks is filled as unobserved, then left
         out); the others are each cell's log-normalised values averaged with its nearest cells'
         (``impute.unmodelled: neighbours``; ``observed`` carries them as they are; a gene with no count
-        in any cell, which :meth:`fit` leaves out of the model, stays 0). A cell without counts on the model's genes
-        is skipped with a warning: its rows stay 0. ``layers[key_added + "_counts"]`` is the same
+        in any cell, which :meth:`fit` leaves out of the model, stays 0). A cell without counts on the
+        model's genes is skipped with a warning: its rows stay 0. ``layers[key_added + "_counts"]`` is the same
         profile in counts at the cell's observed depth. ``var["gapfill_modelled"]`` tells which
         genes were modelled and ``uns["gapfill"]`` records how the layers were made, with
         ``cells_skipped_no_counts``. The counts themselves are never changed. Returns None when

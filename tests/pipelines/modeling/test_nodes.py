@@ -111,7 +111,8 @@ def test_the_deliverable_holds_every_qcd_cell_gene_and_count(stages) -> None:
     x = out.X.toarray()[:, ~modelled]
     fill = kept[:, ~modelled]
     assert (fill[x == 0] > 0).mean() > 0.5, "the unmodelled genes' zeros are filled from the neighbours"
-    np.testing.assert_allclose(fill.mean(axis=0), x.mean(axis=0), rtol=0.25, atol=0.02)  # an average of X, not a new level
+    # an average of X, not a new level
+    np.testing.assert_allclose(fill.mean(axis=0), x.mean(axis=0), rtol=0.25, atol=0.02)
     assert np.corrcoef(fill.ravel(), x.ravel())[0, 1] > 0.5
     zeros = counts == 0
     assert (imputed[:, modelled][zeros[:, modelled]] > 0).mean() > 0.5, "the modelled genes' zeros are filled"
