@@ -74,7 +74,9 @@ def summary(runs: pd.DataFrame) -> str:
                 mean, sd = rows[score].mean(), rows[score].std(ddof=1)
                 digits = 0 if score == "seconds" else 4
                 cells.append(f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if len(rows) > 1 else ""))
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            fewer = rows["seed"].nunique() < part["seed"].nunique()
+            label = f"{method} (seeds {sorted(rows['seed'].unique().tolist())})" if fewer else method
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
