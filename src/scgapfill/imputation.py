@@ -38,6 +38,7 @@ def imputation_record(params: ImputeParams, report: dict) -> dict:
         "scale": params.scale,
         "space": SPACES[params.scale],
         "fill_only_zeros": bool(params.fill_only_zeros),
+        "unmodelled": params.unmodelled,
         "output_smoothing": float(params.output_smoothing),
         "smoothing_neighbours": params.smoothing_neighbours,
         "n_genes_modelled": n_model - int(report["n_missing"]),

@@ -60,6 +60,7 @@ def test_impute_adds_the_layer_and_its_record(fitted, adata, counts):
     assert target.var["gapfill_modelled"].all()
     record = target.uns["gapfill"]
     assert record["method"] == "scgapfill-unet" and record["fill_only_zeros"] is True
+    assert record["unmodelled"] == "neighbours"
     assert record["output_smoothing"] == 0.5 and record["missing_gene_share"] == 0.0
     assert record["n_genes_modelled"] == counts.shape[1]
 
