@@ -36,19 +36,9 @@ SCORES = ["mse", "mse_removed", "poisson", "gene_pearson", "ari", "seconds"]
 
 def load_parameters(overrides: list[str]) -> dict:
     """conf/base's parameters with ``key.sub=value`` overrides (values read as YAML)."""
-    import yaml
+    from scgapfill.params import dotted_overrides, merged, read_parameter_files
 
-    parameters: dict = {}
-    for path in sorted(Path("conf/base").glob("parameters*.yml")):
-        parameters.update(yaml.safe_load(path.read_text()) or {})
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        *parents, leaf = key.split(".")
-        node = parameters
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    return parameters
+    return merged(read_parameter_files("conf/base"), dotted_overrides(overrides))
 
 
 def dataset_counts(name: str, parameters: dict):
