@@ -54,6 +54,8 @@ nb_execution_raise_on_error = True     # a broken example fails the build
 nb_execution_show_tb = True
 nb_output_stderr = "remove"            # Lightning's banners and library warnings are not part of the tutorial
 nb_merge_streams = True
+# The kernel inherits this process's environment: MPLBACKEND=Agg there would keep the figures out of the page.
+os.environ.pop("MPLBACKEND", None)
 
 # --- API reference ----------------------------------------------------------------------------------
 autosummary_generate = True

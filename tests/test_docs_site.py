@@ -53,7 +53,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     for name in ("src", "conf"):  # the package documented, and the yml the parameters page reads
         (work / name).symlink_to(ROOT / name)
     execute = os.environ.get("SCGAPFILL_DOCS_EXECUTE", "force")
-    env = dict(os.environ, SCGAPFILL_DOCS_EXECUTE=execute, MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
+    env = dict(os.environ, SCGAPFILL_DOCS_EXECUTE=execute, PYTHONUNBUFFERED="1",
                KEDRO_DISABLE_TELEMETRY="true", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
                # the notebook's kernel imports the package from this checkout, as the tests do
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
