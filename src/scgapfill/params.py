@@ -40,7 +40,10 @@ class SimulationParams(_Params):
     seed: int = 0
     mean_shape: float = Field(0.6, gt=0)
     mean_rate: float = Field(0.3, gt=0)
-    lib_loc: float = 7.2
+    lib_loc: float = Field(
+        7.2,
+        description='log library size: ~950 counts per cell, ~30% nonzero like pbmc68k_reduced',
+    )
     lib_scale: float = Field(0.2, ge=0)
     de_prob: float = Field(0.1, ge=0, le=1)
     de_down_prob: float = Field(0.3, ge=0, le=1)
@@ -52,55 +55,100 @@ class SimulationParams(_Params):
     # 0: the whole data set drawn at once, the generator the documented figures were made with.
     # Above 0: cells drawn in blocks of this many, each from its own random stream, so memory is
     # bounded by one block and the data depend on the seed and chunk_cells only.
-    chunk_cells: int = Field(0, ge=0)
+    chunk_cells: int = Field(
+        0, ge=0,
+        description='0: all cells drawn at once, the generator of the documented figures. >0: blocks of this many '
+        'cells, each from its own random stream, so 100k-1M cells fit in bounded memory (same '
+        'distribution, other draws than 0; the data depend on seed and chunk_cells only)',
+    )
     # False skips layers true_counts and true_mean (true_mean is dense: 8 GB at 1M x 2000 in float32).
-    truth: bool = True
+    truth: bool = Field(
+        True,
+        description='layers true_counts and true_mean (dense) for the truth metrics; false for large runs',
+    )
 
 
 class InputParams(_Params):
-    path: str = ""
-    label_key: Optional[str] = None
+    path: str = Field(
+        "",
+        description='"" = the embedded pbmc68k_reduced (ships inside scanpy); "simulated" = the project\'s simulator; '
+        'otherwise a .h5ad file, a 10x .h5 file or a 10x matrix folder. The file is only read, never '
+        'written.',
+    )
+    label_key: Optional[str] = Field(
+        None,
+        description='obs column of known cell types, used only by evaluation (ARI). Empty: bulk_labels for the '
+        'embedded data, group for simulations, none for your own file unless you name one.',
+    )
     simulation: SimulationParams = SimulationParams()
 
 
 class QCParams(_Params):
-    min_genes: int = Field(200, ge=0)
-    max_counts: Optional[float] = Field(30000, gt=0)
-    max_pct_mito: Optional[float] = Field(None, gt=0, le=100)
+    min_genes: int = Field(200, ge=0, description='cells with fewer detected genes are removed')
+    max_counts: Optional[float] = Field(
+        30000, gt=0,
+        description='cells with more total counts are removed (doublets); null disables',
+    )
+    max_pct_mito: Optional[float] = Field(
+        None, gt=0, le=100,
+        description='e.g. 20 removes cells with > 20% mitochondrial counts',
+    )
     mito_prefix: str = "MT-"
-    min_cells: int = Field(3, ge=0)
+    min_cells: int = Field(
+        3, ge=0,
+        description='genes seen in fewer cells are removed (genes seen in none, always)',
+    )
 
 
 class NormalizeParams(_Params):
-    target_sum: float = Field(1e4, gt=0)
+    target_sum: float = Field(
+        1e4, gt=0,
+        description='X = log1p(counts / size_factor * target_sum); counts kept in layers["counts"]',
+    )
 
 
 class HVGParams(_Params):
-    n_top_genes: int = Field(2000, ge=2)
+    n_top_genes: int = Field(2000, ge=2, description='all genes are kept when there are fewer')
     flavor: Literal["seurat", "cell_ranger"] = "seurat"
 
 
 class LayoutParams(_Params):
-    strategy: Literal["given", "random", "correlation"] = "correlation"
-    seed: int = 0
+    strategy: Literal["given", "random", "correlation"] = Field(
+        "correlation",
+        description='given | random | correlation (see docs/model.md, "Why the defaults are what they are", for the '
+        'measurement)',
+    )
+    seed: int = Field(0, description='seed of the random strategy')
     # Pixels per gene (1: the smallest grid; 2: about twice the pixels, the genes evenly apart).
-    spacing: float = Field(1.0, ge=1.0)
+    spacing: float = Field(
+        1.0, ge=1.0,
+        description='pixels per gene: 1 = the smallest grid; 2 = about twice the pixels, genes evenly apart',
+    )
 
 
 class HeldoutParams(_Params):
-    fraction: float = Field(0.1, gt=0, lt=1)
+    fraction: float = Field(
+        0.1, gt=0, lt=1,
+        description='share of the nonzero counts hidden from training and imputation, scored by evaluation',
+    )
     seed: int = 0
 
 
 class MCVParams(_Params):
-    train_fraction: float = Field(0.9, gt=0, lt=1)
+    train_fraction: float = Field(
+        0.9, gt=0, lt=1,
+        description='molecular cross-validation: train ~ Binomial(counts, 0.9), test = the rest',
+    )
     seed: int = 0
 
 
 class TrainingMaskParams(_Params):
     min_rate: float = Field(0.05, ge=0, le=1)
     max_rate: float = Field(0.5, ge=0, le=1)
-    mode: Literal["uniform", "dropout"] = "uniform"
+    mode: Literal["uniform", "dropout"] = Field(
+        "uniform",
+        description='uniform | dropout (low values hidden more often)',
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrainingMaskParams":
@@ -110,33 +158,64 @@ class TrainingMaskParams(_Params):
 
 
 class ModelParams(_Params):
-    depth: int = Field(2, ge=1, le=6)
-    base_channels: int = Field(16, ge=1)
+    depth: int = Field(2, ge=1, le=6, description='U-Net levels; grid sides are multiples of 2**depth')
+    base_channels: int = Field(
+        16, ge=1,
+        description='channels of the first encoder block, doubled at each level; 8 measured ~2x faster, worse on both'
+        ' real sets, every seed (docs/performance.md, "A narrower network")',
+    )
     dropout: float = Field(0.2, ge=0, lt=1)
-    context_channel: bool = True
+    context_channel: bool = Field(
+        True,
+        description="add the mean of each cell's k nearest neighbours (masked data only) as a channel",
+    )
     context_k: int = Field(15, ge=1)
     context_n_pcs: int = Field(30, ge=2)
-    context_steps: int = Field(2, ge=1, le=10)
+    context_steps: int = Field(
+        2, ge=1, le=10,
+        description='random-walk steps on the kNN graph (1 = plain neighbour mean); 2 measured best',
+    )
     # Average the neighbours' log values ("log") or their normalised counts, then log ("counts").
-    context_space: Literal["log", "counts"] = "counts"
-    # Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.
-    context_residual: bool = False
+    context_space: Literal["log", "counts"] = Field(
+        "counts",
+        description="neighbours' mean normalised count, then log1p (measured: pbmc held-out r 0.693 vs 0.678 for "
+        '"log")',
+    )
+    context_residual: bool = Field(
+        False,
+        description="Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.",
+    )
     # Weights and activations channels-last (NHWC): oneDNN's and cuDNN's fast convolution layout.
-    channels_last: bool = True
+    channels_last: bool = Field(
+        True,
+        description='weights and activations NHWC, the fast convolution layout of oneDNN (CPU) and cuDNN (GPU); '
+        'measured on 2 CPU cores: training 1.2x, imputation 1.2x the cells/s (benchmarks/train_speed.py '
+        '--compare)',
+    )
 
 
 class LossParams(_Params):
-    alpha: float = Field(0.0, ge=0)
-    beta: float = Field(0.0, ge=0)
-    gamma: float = Field(0.0, ge=0)
+    alpha: float = Field(0.0, ge=0, description='MSE')
+    beta: float = Field(0.0, ge=0, description='MAE')
+    gamma: float = Field(0.0, ge=0, description='total variation of the output grid')
     ssim: float = Field(0.0, ge=0)
     # Poisson likelihood of the hidden counts (expected count = rate x size factor): an extra term.
-    poisson: float = Field(0.0, ge=0)
+    poisson: float = Field(
+        0.0, ge=0,
+        description='Poisson NLL of the hidden counts (expected count = rate x size factor)',
+    )
     # Negative binomial likelihood of the hidden counts, one dispersion per gene learned in training.
-    nb: float = Field(0.0, ge=0)
+    nb: float = Field(
+        0.0, ge=0,
+        description='negative binomial NLL of the hidden counts, one dispersion per gene learned',
+    )
     # Zero-inflated Poisson likelihood, one logistic dropout curve in the log mean learned in training:
     # the output becomes the expression level absent dropout.
-    zip: float = Field(1.0, ge=0)
+    zip: float = Field(
+        1.0, ge=0,
+        description='zero-inflated Poisson NLL, one logistic dropout curve in log mean learned; the output is then '
+        'the expression level absent dropout',
+    )
     unmasked_weight: float = Field(0.0, ge=0)
 
 
@@ -144,43 +223,83 @@ class TrainParams(_Params):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(16, ge=1)
     max_epochs: int = Field(100, ge=1)
-    patience: int = Field(10, ge=1)
-    # Smallest val_loss improvement that resets early stopping's patience (0: any improvement).
-    min_delta: float = Field(0.0, ge=0)
+    patience: int = Field(10, ge=1, description='early stopping on the validation loss')
+    min_delta: float = Field(
+        0.0, ge=0,
+        description="Smallest val_loss improvement that resets early stopping's patience (0: any improvement).",
+    )
     # Exponential moving average of the weights per optimiser step (Lightning's WeightAveraging):
     # validation, early stopping, the best checkpoint and the saved model use the average. 0 (off) by
     # default: 0.998 gained held-out r +0.002 for 38% more training (100 epochs, not 73; docs/model.md).
-    ema_decay: float = Field(0.0, ge=0, lt=1)
-    val_fraction: float = Field(0.2, gt=0, lt=1)
+    ema_decay: float = Field(
+        0.0, ge=0, lt=1,
+        description='moving average of the weights (0: off; 0.998 averages ~500 steps). Off by default: 0.998 gave '
+        'held-out r 0.702 vs 0.700 (pbmc), 0.681 vs 0.679 (simulation) for 38% more training '
+        '(docs/model.md)',
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1, description='cells held back for early stopping')
     # A training cost that need not grow with the data. Each epoch trains on this many cells drawn at
     # random from the training cells (0: all of them); validation, which drives early stopping and the
     # kept checkpoint, uses at most max_val_cells fixed cells (0: val_fraction of them, uncapped); and
     # max_steps caps the optimiser steps in all, rounded up to whole epochs (-1: max_epochs and early
     # stopping end the run).
-    cells_per_epoch: int = Field(0, ge=0)
-    max_val_cells: int = Field(0, ge=0)
-    max_steps: int = Field(-1, ge=-1)
+    cells_per_epoch: int = Field(
+        0, ge=0,
+        description='cells drawn at random for each epoch (0: every training cell); with max_val_cells and max_steps '
+        '(-1: no cap on optimiser steps), a training cost that need not grow with the data '
+        '(docs/performance.md, benchmarks/ablation.py --configs budget_*)',
+    )
+    max_val_cells: int = Field(
+        0, ge=0,
+        description='cells drawn at random for each epoch (0: every training cell); with max_val_cells and max_steps '
+        '(-1: no cap on optimiser steps), a training cost that need not grow with the data '
+        '(docs/performance.md, benchmarks/ablation.py --configs budget_*)',
+    )
+    max_steps: int = Field(
+        -1, ge=-1,
+        description='cells drawn at random for each epoch (0: every training cell); with max_val_cells and max_steps '
+        '(-1: no cap on optimiser steps), a training cost that need not grow with the data '
+        '(docs/performance.md, benchmarks/ablation.py --configs budget_*)',
+    )
     # "cosine": the learning rate falls from lr to 0 along a half cosine over the run's optimiser steps
     # (max_epochs x the batches of an epoch, or max_steps rounded up to whole epochs), so a step budget
     # ends on small, settled steps; "constant": lr throughout, early stopping ends the run.
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="constant | cosine (lr down to 0 over the run's steps: max_epochs, or max_steps in whole epochs)",
+    )
     seed: int = 0
-    accelerator: str = "auto"
+    accelerator: str = Field("auto", description='GPU when present (bf16 mixed precision there), else CPU')
     devices: Any = "auto"
     num_nodes: int = Field(1, ge=1)
-    strategy: str = "auto"
-    precision: Optional[str] = None
+    strategy: str = Field(
+        "auto",
+        description='inside kedro use ddp_fork or ddp_spawn for several devices, never plain ddp',
+    )
+    precision: Optional[str] = Field(None, description='null: bf16-mixed on GPU, 32-true on CPU')
     num_workers: int = Field(0, ge=0)
     # None ("auto"): the progress bar on a terminal; elsewhere (a file, a pipe) it shows nothing until the
     # end, so one log line per epoch replaces it. Those lines are logged whenever the bar is off.
-    enable_progress_bar: Optional[bool] = None
+    enable_progress_bar: Optional[bool] = Field(
+        None,
+        description='auto: the bar on a terminal, one log line per epoch otherwise (a file, a pipe); true | false',
+    )
     # torch threads while training; 0 ("auto"): one per CPU this process may run on. Fewer when other
     # jobs share the CPUs: one BLAS job beside a 2-core run cut it from 905 to 208 cells/s.
-    num_threads: int = Field(0, ge=0)
+    num_threads: int = Field(
+        0, ge=0,
+        description='torch threads while training; auto: the CPUs this process may use. Lower it when other jobs '
+        'share them: beside one BLAS job on 2 cores, 1 thread trained at 221 cells/s and auto (2) at 119 '
+        '(alone: 394 and 407; benchmarks/train_speed.py --contention)',
+    )
     # Folder for the checkpoints a killed run resumes from ("": a temporary folder, no resuming).
-    checkpoint_dir: str = ""
+    checkpoint_dir: str = Field("", description='last.ckpt of the run in progress, removed when it ends')
     # "auto": continue from the last epoch of a killed run with the same data and parameters.
-    resume: Literal["auto", "never"] = "auto"
+    resume: Literal["auto", "never"] = Field(
+        "auto",
+        description='a killed run started again with the same data and parameters continues from its last epoch '
+        '(never: always from scratch)',
+    )
     loss: LossParams = LossParams()
     training_mask: TrainingMaskParams = TrainingMaskParams()
 
@@ -196,25 +315,51 @@ class TrainParams(_Params):
 
 
 class ImputeParams(_Params):
-    fill_only_zeros: bool = True
-    batch_size: int = Field(64, ge=1)
+    fill_only_zeros: bool = Field(
+        True,
+        description='keep observed counts, fill the zeros (measured: truth RMSE 1.11 vs 1.44 filling all)',
+    )
+    batch_size: int = Field(
+        64, ge=1,
+        description='cells per forward pass; 64 ran at least as fast as 256 on the CPU with a quarter of the '
+        'activations (benchmarks/train_speed.py --impute-batch-sizes 64 256, docs/performance.md)',
+    )
     # Each cell's estimated levels averaged with its k neighbours' estimates (this weight on theirs).
-    output_smoothing: float = Field(0.5, ge=0, le=1)
+    output_smoothing: float = Field(
+        0.5, ge=0, le=1,
+        description="imputed levels averaged with the k neighbours' estimates, this weight on theirs (0: off); "
+        'measured: held-out r 0.704 vs 0.700 (pbmc), 0.680 vs 0.679 (simulation), docs/model.md',
+    )
     # Neighbours for that average: those of the context ("input") or found again on the estimates ("imputed").
-    smoothing_neighbours: Literal["input", "imputed"] = "imputed"
+    smoothing_neighbours: Literal["input", "imputed"] = Field(
+        "imputed",
+        description='neighbours for it: found on the cells\' estimates ("imputed") or the context\'s ("input"); '
+        'measured: held-out r 0.682 vs 0.680 on the simulation, ARI 0.992 vs 0.984',
+    )
     # "composition": after filling, each cell's levels are rescaled to sum to 1e4, so that filled
     # cells stay comparable whatever their dropout; "observed_library": levels per 1e4 of the cell's
     # observed counts, so a filled cell sums to more than 1e4 (up to 1.7x measured; docs/evaluation.md).
-    scale: Literal["composition", "observed_library"] = "composition"
+    scale: Literal["composition", "observed_library"] = Field(
+        "composition",
+        description='each filled cell rescaled to sum to 1e4 (normalize_total-like); observed_library: per 1e4 of the'
+        ' observed counts, a filled cell then sums to ~1.7x more (docs/evaluation.md, docs/benchmark.md)',
+    )
     # The data's genes the model was not trained on (beyond the highly variable ones): "neighbours"
     # averages each cell's log-normalised values with its nearest cells' (found on the model's
     # estimates), "observed" carries them as they are (their zeros stay zeros).
-    unmodelled: Literal["neighbours", "observed"] = "neighbours"
+    unmodelled: Literal["neighbours", "observed"] = Field(
+        "neighbours",
+        description="genes beyond the modelled ones: each cell's values averaged with its 15 nearest cells' (found on"
+        " the model's estimates); observed: carried as they are (docs/benchmark.md)",
+    )
 
 
 class FinalParams(_Params):
     # Train again on every processed count (no held-out mask) before imputing the deliverable.
-    refit: bool = False
+    refit: bool = Field(
+        False,
+        description='true: train again on all processed counts (nothing held out) before imputing them',
+    )
 
 
 # Fewer reference cells than a few neighbourhoods cannot stand for a data set's cell states.
@@ -223,14 +368,30 @@ MIN_REFERENCE_CELLS = 100
 
 class InferenceParams(_Params):
     # An MLflow model URI (models:/..., runs:/...) or a local bundle path.
-    uri: str = ""
+    uri: str = Field(
+        "",
+        description='models:/scgapfill-unet/<version>, models:/m-<id>, runs:/<run_id>/model, or a .pt bundle',
+    )
     # Cells read, imputed and written per chunk; 0 reads the whole data set into memory
     # (needed for 10x files and for .h5ad files whose counts are only in layers['counts']).
-    chunk_size: int = Field(10240, ge=0)
+    chunk_size: int = Field(
+        10240, ge=0,
+        description='A .h5ad input is read and the result written this many cells at a time, so memory holds one '
+        "dense chunk, never the whole dense result (and, up to reference_cells cells, every cell's sparse"
+        " counts). 0: read the whole input into memory (10x files, or counts only in layers['counts']). a"
+        ' multiple of impute.batch_size: with the graph over every cell, the numbers of memory, bit for '
+        'bit',
+    )
     # A chunked .h5ad of more cells than this is imputed against a random reference of this many:
     # the cell graph (context, output smoothing) is built on them, so memory stops growing with the
     # cells (docs/performance.md). At or below it, the graph spans every cell. 0: always every cell.
-    reference_cells: int = Field(50000, ge=0)
+    reference_cells: int = Field(
+        50000, ge=0,
+        description='Above this many cells a chunked .h5ad is imputed against a random reference of this many: the '
+        'PCA, neighbours, context and output smoothing are built on the reference, so memory stays flat '
+        'as the cells grow (1M cells: docs/performance.md). At or below it the graph spans every cell, as'
+        ' in training. 0: always every cell.',
+    )
 
     @field_validator("reference_cells")
     @classmethod
@@ -241,11 +402,17 @@ class InferenceParams(_Params):
 
 
 class EvaluationParams(_Params):
-    n_neighbors: int = Field(15, ge=2)
+    n_neighbors: int = Field(15, ge=2, description='kNN graph for Leiden')
     n_pcs: int = Field(50, ge=2)
     seed: int = 0
-    max_genes_corr: int = Field(500, ge=2)
-    plots: bool = True
+    max_genes_corr: int = Field(
+        500, ge=2,
+        description='genes sampled for the false gene-gene correlation rate',
+    )
+    plots: bool = Field(
+        True,
+        description='false: no UMAP plots (minutes at 100k cells); the held-out scatter is always drawn',
+    )
 
 
 # The names scgapfill.baselines.BASELINES registers (a test keeps the two equal); here so that a
@@ -262,7 +429,10 @@ def _known_methods(methods: list[str], known: tuple[str, ...]) -> list[str]:
 
 
 class BaselinesParams(_Params):
-    methods: list[str] = ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"]
+    methods: list[str] = Field(
+        ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"],
+        description="none | gene_mean | gene_depth | knn | magic | alra | scvi (needs pip install -e '.[scvi]')",
+    )
     knn_k: int = Field(15, ge=1)
 
     _split_methods = field_validator("methods", mode="before")(_name_list)
@@ -274,9 +444,17 @@ class BaselinesParams(_Params):
 
 
 class BenchmarkParams(_Params):
-    datasets: list[str] = ["pbmc68k_reduced", "simulated"]
-    methods: list[str] = ["none", "gene_mean", "gene_depth", "knn", "magic", "alra", "unet"]
-    n_seeds: int = Field(3, ge=1)
+    datasets: list[str] = Field(
+        ["pbmc68k_reduced", "simulated"],
+        description='"pbmc68k_reduced" (embedded), "simulated" (input.simulation), "pbmc8k" and "choroid_plexus" '
+        '(real 10x data, prepared once by: python -m scgapfill.real_data; docs/benchmark.md), or a path '
+        'to a counts file',
+    )
+    methods: list[str] = Field(
+        ["none", "gene_mean", "gene_depth", "knn", "magic", "alra", "unet"],
+        description='add scvi when scvi-tools is installed',
+    )
+    n_seeds: int = Field(3, ge=1, description='mask seeds heldout.seed, heldout.seed + 1, ...')
 
     _split_lists = field_validator("datasets", "methods", mode="before")(_name_list)
 
