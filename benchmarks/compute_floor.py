@@ -45,7 +45,7 @@ def _network(grid: tuple[int, int], batch_size: int) -> tuple[torch.nn.Module, t
     from scgapfill.params import ModelParams
 
     params = ModelParams()
-    net = build_unet(params.model_dump())
+    net = build_unet(params)
     inputs = torch.rand(batch_size, net.in_channels, *grid)
     if params.channels_last:
         net, inputs = net.to(memory_format=torch.channels_last), inputs.to(memory_format=torch.channels_last)

@@ -45,7 +45,7 @@ def variants(bundle, masked: sp.csr_matrix) -> dict[str, np.ndarray]:
     own = impute_counts(bundle, masked, ImputeParams(output_smoothing=0.0, fill_only_zeros=False)).astype(np.float64)
     kept = own.copy()
     kept[observed.row, observed.col] = observed.data
-    _, pca = pca_embedding(values, int(bundle.model_params["context_n_pcs"]), int(bundle.train_params["seed"]))
+    _, pca = pca_embedding(values, bundle.model.context_n_pcs, bundle.train.seed)
     embedded = kept if pca is None else pca.transform(kept)
 
     @functools.cache

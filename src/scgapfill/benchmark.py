@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from . import io, real_data
 from .baselines import available_baselines
 from .evaluate import derived_labels, score_method
-from .params import parse
+from .params import Parameters, parse_all
 from .pipelines.data_processing import nodes as processing
 from .pipelines.evaluation import nodes as evaluation_nodes
 from .pipelines.masking import nodes as masking
@@ -42,39 +42,44 @@ DERIVED_ARI_NOTE = ("ARI here is against labels derived by clustering the same c
                     "this data set): it is circular and favours no imputation.")
 
 
-def prepare_dataset(name: str, parameters: dict) -> ad.AnnData:
+def prepare_dataset(name: str, parameters: dict | Parameters) -> ad.AnnData:
     """Load and process one data set with the data_processing pipeline's node functions."""
-    input_params = dict(parameters.get("input", {}))
-    input_params["path"] = "" if name == io.EMBEDDED else real_data.resolve(name)
+    params = parse_all(parameters)
+    update: dict[str, Any] = {"path": "" if name == io.EMBEDDED else real_data.resolve(name)}
     if name in (io.EMBEDDED, io.SIMULATED, *real_data.DATASETS):
-        input_params["label_key"] = None  # their own labels (bulk_labels, group, ...), whatever input.label_key says
-    adata = processing.quality_control(processing.load_counts(input_params), parameters.get("qc", {}))
-    return processing.select_genes(processing.normalize(adata, parameters.get("normalize", {})),
-                                   parameters.get("hvg", {}))
+        update["label_key"] = None  # their own labels (bulk_labels, group, ...), whatever input.label_key says
+    adata = processing.quality_control(processing.load_counts(params.input.model_copy(update=update)), params.qc)
+    return processing.select_genes(processing.normalize(adata, params.normalize), params.hvg)
 
 
-def unet_method(parameters: dict) -> Callable[[ad.AnnData, ad.AnnData], tuple]:
+def _quiet_training(params: Parameters):
+    """``train`` with the progress bar off: the benchmark logs its own lines."""
+    return params.train.model_copy(update={"enable_progress_bar": False})
+
+
+def unet_method(parameters: dict | Parameters) -> Callable[[ad.AnnData, ad.AnnData], tuple]:
     """The U-Net as a benchmark method, as the training pipeline runs it: the layout from the masked
     counts, trained on their MCV train split, imputing both."""
+    params = parse_all(parameters)
 
     def run(masked: ad.AnnData, mcv_train: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
         from .model import GapFill
         from .pipelines.modeling.nodes import compute_gene_layout
 
-        layout = compute_gene_layout(masked, parameters.get("layout", {}), parameters.get("model", {}))
-        train = {**parameters.get("train", {}), "enable_progress_bar": False}
-        gapfill = GapFill(parameters.get("model"), train, parameters.get("layout"), parameters.get("impute"))
+        layout = compute_gene_layout(masked, params.layout, params.model)
+        gapfill = GapFill(params.model, _quiet_training(params), params.layout, params.impute)
         gapfill.fit(mcv_train, layer="counts", gene_layout=layout)
         return gapfill.impute_matrix(masked)[0], gapfill.impute_matrix(mcv_train)[0]
 
     return run
 
 
-def unet_denoiser(parameters: dict) -> Callable[[Any, list[str], int], np.ndarray]:
+def unet_denoiser(parameters: dict | Parameters) -> Callable[[Any, list[str], int], np.ndarray]:
     """The U-Net as the denoising protocol's method (:func:`scgapfill.eval.denoising.run_protocol`),
     as the training pipeline makes its deliverable: the counts normalised, the highly variable genes
     selected (``hvg``), the layout learned from them, the model fitted on their counts and applied to
     every gene given (``layers["imputed"]``, the genes it does not model filled as ``impute.unmodelled`` says)."""
+    params = parse_all(parameters)
 
     def run(train, genes: list[str], seed: int) -> np.ndarray:
         from .model import GapFill
@@ -82,27 +87,25 @@ def unet_denoiser(parameters: dict) -> Callable[[Any, list[str], int], np.ndarra
 
         adata = ad.AnnData(X=sp.csr_matrix(train, dtype=np.float32))
         adata.var_names = list(genes)
-        modelled = processing.select_genes(processing.normalize(adata, parameters.get("normalize", {})),
-                                           parameters.get("hvg", {}))
-        layout = compute_gene_layout(modelled, parameters.get("layout", {}), parameters.get("model", {}))
-        train_params = {**parameters.get("train", {}), "enable_progress_bar": False}
-        gapfill = GapFill(parameters.get("model"), train_params, parameters.get("layout"), parameters.get("impute"))
+        modelled = processing.select_genes(processing.normalize(adata, params.normalize), params.hvg)
+        layout = compute_gene_layout(modelled, params.layout, params.model)
+        gapfill = GapFill(params.model, _quiet_training(params), params.layout, params.impute)
         gapfill.fit(modelled, layer="counts", gene_layout=layout)
         return gapfill.impute_matrix(adata, layer=None)[0]
 
     return run
 
 
-def baseline_denoiser(name: str, parameters: dict) -> Callable[[Any, list[str], int], np.ndarray]:
+def baseline_denoiser(name: str, parameters: dict | Parameters) -> Callable[[Any, list[str], int], np.ndarray]:
     """A baseline as the denoising protocol's method, with the options the evaluation gives it."""
     from .baselines import run_baseline
 
-    kwargs = {"k": parse("baselines", parameters.get("baselines", {})).knn_k} if name == "knn" else {}
+    kwargs = {"k": parse_all(parameters).baselines.knn_k} if name == "knn" else {}
     return lambda train, genes, seed: run_baseline(name, train, seed=0, **kwargs)
 
 
-def _baseline(name: str, parameters: dict) -> Callable:
-    settings = {**parameters.get("baselines", {}), "methods": [name]}
+def _baseline(name: str, params: Parameters) -> Callable:
+    settings = params.baselines.model_copy(update={"methods": [name]})
 
     def run(masked: ad.AnnData, mcv_train: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
         out = evaluation_nodes.run_baselines(masked, mcv_train, settings)[name]
@@ -111,21 +114,22 @@ def _baseline(name: str, parameters: dict) -> Callable:
     return run
 
 
-def method_runners(parameters: dict) -> dict[str, Callable]:
+def method_runners(parameters: dict | Parameters) -> dict[str, Callable]:
     """The methods named by ``benchmark.methods`` that can run here, as ``run(masked, mcv_train)``."""
-    bench = parse("benchmark", parameters.get("benchmark", {}))
+    params = parse_all(parameters)
+    bench = params.benchmark
     available = set(available_baselines()) | {MODEL}
     for skipped in sorted(set(bench.methods) - available):
         log.warning("benchmark: method %s is not available here and is skipped", skipped)
     return {
-        m: unet_method(parameters) if m == MODEL else _baseline(m, parameters)
+        m: unet_method(params) if m == MODEL else _baseline(m, params)
         for m in bench.methods
         if m in available
     }
 
 
 def run_benchmark(
-    parameters: dict,
+    parameters: dict | Parameters,
     on_result: Callable[[dict], None] | None = None,
     methods: dict[str, Callable] | None = None,
 ) -> pd.DataFrame:
@@ -136,23 +140,22 @@ def run_benchmark(
     :func:`method_runners`). Masks, MCV split and evaluation data come from the training
     pipeline's node functions, so a seed gives the numbers ``kedro run`` gives.
     """
-    bench = parse("benchmark", parameters.get("benchmark", {}))
-    heldout = parse("heldout", parameters.get("heldout", {}))
-    mcv = parse("mcv", parameters.get("mcv", {}))
-    evaluation = parse("evaluation", parameters.get("evaluation", {}))
-    normalize = parse("normalize", parameters.get("normalize", {}))
-    methods = method_runners(parameters) if methods is None else methods
+    params = parse_all(parameters)
+    bench, heldout, mcv, evaluation, normalize = (
+        params.benchmark, params.heldout, params.mcv, params.evaluation, params.normalize
+    )
+    methods = method_runners(params) if methods is None else methods
     rows = []
     for dataset in bench.datasets:
-        processed = prepare_dataset(dataset, parameters)
+        processed = prepare_dataset(dataset, params)
         n_cells, n_genes = processed.shape
         labels = "derived" if derived_labels(processed) else ("given" if processed.uns.get("label_key") else "none")
         for offset in range(bench.n_seeds):
             seed = heldout.seed + offset
-            mask = masking.make_heldout_mask(processed, {"fraction": heldout.fraction, "seed": seed})
+            mask = masking.make_heldout_mask(processed, heldout.model_copy(update={"seed": seed}))
             masked = masking.mask_counts(processed, mask, normalize)
             train, test = masking.split_molecules(
-                masked, {"train_fraction": mcv.train_fraction, "seed": mcv.seed + offset}, normalize
+                masked, mcv.model_copy(update={"seed": mcv.seed + offset}), normalize
             )
             data = evaluation_nodes.prepare_evaluation(processed, mask, train, test, evaluation)
             for method, run in methods.items():

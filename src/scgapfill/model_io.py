@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path
+from .params import ImputeParams, ModelParams, TrainParams, parse
 
 FORMAT = "scgapfill.GapFillBundle"
 FORMAT_VERSION = 1
@@ -27,6 +28,8 @@ _ADDED_TO_MODEL = {"context_space": "log", "context_steps": 1}
 _DROPPED_FROM_MODEL = ("uri",)  # inference only; now inference.uri
 # Imputation options added after the first bundles: the value those bundles imputed with.
 _ADDED_TO_IMPUTE = {"scale": "observed_library"}
+# Loss terms added after the first bundles: those bundles were trained without them.
+_ADDED_TO_LOSS = {"poisson": 0.0, "nb": 0.0, "zip": 0.0}
 _HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
 _REQUIRED = ("state_dict", "model_params", "train_params", "layout", "scaler", "gene_names")
 _FIX = "give a gapfill_model.pt written by GapFill.save or the training pipeline"
@@ -41,9 +44,11 @@ class GapFillBundle:
     state_dict
         ``UNet`` weights, CPU tensors.
     model_params, train_params, impute_params
-        ``ModelParams`` / ``TrainParams`` / ``ImputeParams`` as plain dicts (typed: :attr:`model`,
-        :attr:`train`, :attr:`impute`). ``impute_params`` are the settings the model imputes with
-        unless told otherwise.
+        The :class:`~scgapfill.params.ModelParams`, :class:`~scgapfill.params.TrainParams` and
+        :class:`~scgapfill.params.ImputeParams` it was trained with (also :attr:`model`, :attr:`train`,
+        :attr:`impute`). ``impute_params`` are the settings the model imputes with unless told otherwise.
+        Saved as plain dicts; bundles saved by older versions are brought to the current shape by
+        :func:`upgrade_params` as they are read, nowhere else.
     layout
         The gene layout (``genes``, ``positions``, ``shape``, ``strategy``).
     scaler
@@ -64,8 +69,8 @@ class GapFillBundle:
     """
 
     state_dict: dict[str, torch.Tensor]
-    model_params: dict
-    train_params: dict
+    model_params: ModelParams
+    train_params: TrainParams
     layout: dict
     scaler: dict
     gene_names: list[str]
@@ -74,32 +79,32 @@ class GapFillBundle:
     seconds_per_epoch: float = float("nan")
     cells_per_s: float = float("nan")
     info: dict = field(default_factory=dict)
-    impute_params: dict = field(default_factory=dict)
+    impute_params: ImputeParams = field(default_factory=ImputeParams)
     cell_graph: Any = field(default=None, repr=False, compare=False)
 
-    @property
-    def model(self) -> Any:
-        from .params import ModelParams
-
-        return ModelParams.model_validate(self.model_params)
-
-    @property
-    def train(self) -> Any:
-        from .params import TrainParams
-
-        return TrainParams.model_validate(self.train_params)
+    def __post_init__(self) -> None:
+        # Validated here (a dict becomes its model); never upgraded here: see from_dict.
+        self.model_params = parse("model", self.model_params)
+        self.train_params = parse("train", self.train_params)
+        self.impute_params = parse("impute", self.impute_params)
 
     @property
-    def impute(self) -> Any:
-        from .params import ImputeParams
+    def model(self) -> ModelParams:
+        return self.model_params
 
-        return ImputeParams.model_validate(self.impute_params)
+    @property
+    def train(self) -> TrainParams:
+        return self.train_params
+
+    @property
+    def impute(self) -> ImputeParams:
+        return self.impute_params
 
     def build_network(self) -> torch.nn.Module:
         """The UNet with the stored weights, on CPU, in eval mode."""
         from .nn import build_unet
 
-        net = build_unet(self.model_params)
+        net = build_unet(self.model)
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -112,8 +117,8 @@ class GapFillBundle:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
-            "model_params": _plain(self.model_params),
-            "train_params": _plain(self.train_params),
+            "model_params": _plain(self.model.model_dump()),
+            "train_params": _plain(self.train.model_dump()),
             "layout": _plain(self.layout),
             "scaler": _plain(self.scaler),
             "gene_names": [str(g) for g in self.gene_names],
@@ -142,12 +147,14 @@ class GapFillBundle:
             raise ValueError(
                 f"{label} is an incomplete scgapfill model bundle (missing keys {missing}); retrain the model"
             )
-        model_params, impute_params = upgrade_params(payload["model_params"], payload.get("impute_params"))
+        model_params, train_params, impute_params = upgrade_params(
+            payload["model_params"], payload["train_params"], payload.get("impute_params")
+        )
         return cls(
             state_dict=dict(payload["state_dict"]),
             model_params=model_params,
             impute_params=impute_params,
-            train_params=dict(payload["train_params"]),
+            train_params=train_params,
             layout=dict(payload["layout"]),
             scaler=dict(payload["scaler"]),
             gene_names=list(payload["gene_names"]),
@@ -194,12 +201,15 @@ def _not_torch(path: str | os.PathLike, err: Exception) -> str:
     return f"not a torch file of tensors and plain data: {type(err).__name__}" + (f": {first}" if first else "")
 
 
-def upgrade_params(model_params: dict, impute_params: dict | None) -> tuple[dict, dict]:
-    """A saved bundle's ``(model_params, impute_params)`` in the current parameter shape.
+def upgrade_params(
+    model_params: dict, train_params: dict, impute_params: dict | None
+) -> tuple[ModelParams, TrainParams, ImputeParams]:
+    """A saved bundle's parameters, typed, in the current shape.
 
     The one place that reads older bundles: imputation settings once kept in ``model_params``
     move to ``impute_params``, options they predate get the value they were trained or used
-    with, and keys with no meaning for a trained model are dropped.
+    with (not the schema's default when the two differ: a bundle saved before the ``zip`` loss
+    term was trained without it), and keys with no meaning for a trained model are dropped.
     """
     model = dict(model_params)
     saved_with_section = impute_params is not None
@@ -214,7 +224,14 @@ def upgrade_params(model_params: dict, impute_params: dict | None) -> tuple[dict
         impute.setdefault(key, before_option)
     for key in _DROPPED_FROM_MODEL:
         model.pop(key, None)
-    return model, impute
+    train = dict(train_params)
+    loss = dict(train.get("loss") or {})
+    for key, before_option in _ADDED_TO_LOSS.items():
+        loss.setdefault(key, before_option)
+    train["loss"] = loss
+    # Training options since removed describe how the weights were made, not how to use them.
+    train = {key: value for key, value in train.items() if key in TrainParams.model_fields}
+    return parse("model", model), parse("train", train), parse("impute", impute)
 
 
 def _plain(value: Any) -> Any:

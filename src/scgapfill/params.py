@@ -483,6 +483,26 @@ SECTIONS: dict[str, type[_Params]] = {
 }
 
 
+class Parameters(_Params):
+    """Every section at once, typed: what a script or the benchmark reads ``parameters`` into, once."""
+
+    input: InputParams = InputParams()
+    qc: QCParams = QCParams()
+    normalize: NormalizeParams = NormalizeParams()
+    hvg: HVGParams = HVGParams()
+    layout: LayoutParams = LayoutParams()
+    heldout: HeldoutParams = HeldoutParams()
+    mcv: MCVParams = MCVParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    impute: ImputeParams = ImputeParams()
+    final: FinalParams = FinalParams()
+    inference: InferenceParams = InferenceParams()
+    evaluation: EvaluationParams = EvaluationParams()
+    baselines: BaselinesParams = BaselinesParams()
+    benchmark: BenchmarkParams = BenchmarkParams()
+
+
 class ParameterError(ValueError):
     """A parameter value is invalid; the message names the dotted key and the fix."""
 
@@ -546,6 +566,14 @@ def validate_all(parameters: dict) -> dict[str, Any]:
     if problems:
         raise ParameterError("Invalid parameter(s); fix them in conf/base/parameters*.yml or --params:\n" + "\n".join(problems))
     return parsed
+
+
+def parse_all(parameters: "dict | Parameters | None") -> Parameters:
+    """Every section of ``parameters`` (Kedro's ``parameters``, or a dict read from the yml) typed;
+    a section not given takes the schema's defaults. Errors name the dotted key, as :func:`validate_all`."""
+    if isinstance(parameters, Parameters):
+        return parameters
+    return Parameters(**validate_all(parameters or {}))
 
 
 def read_parameter_files(conf: str | os.PathLike = "conf/base") -> dict:

@@ -119,8 +119,8 @@ def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrain
     alone = FILL_ALL.model_copy(update={"output_smoothing": 0.0})
     own = np.expm1(impute_counts(untrained, counts, alone).astype(np.float64))  # levels, counts per 1e4
     params = untrained.model_params
-    graph = neighbour_graph(lognorm(counts, size_factors(counts)), params["context_k"], params["context_n_pcs"],
-                            untrained.train_params["seed"])
+    graph = neighbour_graph(lognorm(counts, size_factors(counts)), params.context_k, params.context_n_pcs,
+                            untrained.train_params.seed)
     assert graph.diagonal().sum() == 0  # a cell's own estimate is not counted as a neighbour's
     expected = np.log1p((1 - weight) * own + weight * (graph @ own))
     np.testing.assert_allclose(impute_counts(untrained, counts, smoothed), expected, rtol=1e-4, atol=1e-5)
@@ -143,8 +143,8 @@ def test_smoothing_neighbours_found_again_on_the_estimates(untrained, counts):
     on_imputed = FILL_ALL.model_copy(update={"output_smoothing": 0.5, "smoothing_neighbours": "imputed"})
     values = lognorm(counts, size_factors(counts))
     own = impute_counts(untrained, counts, KEEP.model_copy(update={"output_smoothing": 0.0}))  # observed kept
-    _, pca = pca_embedding(values, params["context_n_pcs"], untrained.train_params["seed"])
-    graph = knn_graph(pca.transform(own), params["context_k"])  # in the input's principal components
+    _, pca = pca_embedding(values, params.context_n_pcs, untrained.train_params.seed)
+    graph = knn_graph(pca.transform(own), params.context_k)  # in the input's principal components
     levels = np.expm1(impute_counts(untrained, counts, alone).astype(np.float64))
     expected = np.log1p(0.5 * levels + 0.5 * (graph @ levels))
     np.testing.assert_allclose(impute_counts(untrained, counts, on_imputed), expected, rtol=1e-4, atol=1e-5)

@@ -77,11 +77,12 @@ def test_loss_is_weighted_sum_of_terms():
     assert terms["tv"].item() == pytest.approx(total_variation(pred, valid).item())
 
 
-def test_ssim_of_identical_grids_is_one_and_loss_accepts_dicts():
+def test_ssim_of_identical_grids_is_one():
     pred, target, hidden, valid = _setup()
     assert ssim(target, target, valid).item() == pytest.approx(1.0)
-    as_dict = {"alpha": 1, "beta": 0, "gamma": 0, "ssim": 1, "unmasked_weight": 0}
-    loss = gapfill_loss(pred, target, hidden, valid, as_dict)
+    # The weights come typed (parsed once, upstream); a bundle's older loss section is upgraded as it is read.
+    params = LossParams(alpha=1, beta=0, gamma=0, ssim=1, unmasked_weight=0, zip=0)
+    loss = gapfill_loss(pred, target, hidden, valid, params)
     assert torch.isfinite(loss)
 
 
@@ -108,7 +109,7 @@ def test_poisson_weight_adds_the_term_and_needs_a_count_map():
     pred = torch.full((1, 1, 2, 2), 0.5)
     target = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2)
     mask = torch.ones_like(pred, dtype=torch.bool)
-    params = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, "ssim": 0.0, "poisson": 1.0, "unmasked_weight": 0.0}
+    params = LossParams(alpha=0.0, beta=0.0, gamma=0.0, ssim=0.0, poisson=1.0, zip=0.0, unmasked_weight=0.0)
 
     def to_counts(grid):
         return torch.expm1(grid * 4.0) * 500 / 1e4

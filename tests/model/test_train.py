@@ -229,7 +229,7 @@ def test_zip_loss_trains_its_dropout_curve_alongside_the_network(masked, layout,
 
     loss = {**train_params.loss.model_dump(), "poisson": 0.0, "zip": 1.0}
     params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1, "loss": loss})
-    module = GapFillModule(model_params.model_dump(), params.model_dump())
+    module = GapFillModule(model_params, params)
     assert module.dropout_curve is not None and module.dropout_curve.requires_grad
     # The curve is an optimiser parameter, with a faster rate than the network's.
     groups = module.configure_optimizers().param_groups
@@ -318,9 +318,9 @@ def test_imputation_uses_the_context_space_the_model_was_trained_with(masked, la
     params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1})
     counts_bundle = fit_gapfill(masked, layout, ModelParams(**{**model_params.model_dump(), "context_space": "counts"}),
                                 params)
-    assert counts_bundle.model_params["context_space"] == "counts"
+    assert counts_bundle.model_params.context_space == "counts"
     as_trained = impute_counts(counts_bundle, masked)
-    counts_bundle.model_params["context_space"] = "log"
+    counts_bundle.model_params = counts_bundle.model_params.model_copy(update={"context_space": "log"})
     assert not np.allclose(impute_counts(counts_bundle, masked), as_trained)
     # Bundles saved before the option have no key and were trained on the log-space context.
     payload = counts_bundle.to_dict()
@@ -440,3 +440,21 @@ def test_cosine_schedule_falls_to_zero_over_the_step_budget(counts, layout, mode
     constant = LearningRates()
     fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"max_steps": 8}), callbacks=[constant])
     assert constant.rates == [train_params.lr] * 12
+
+
+def test_a_bundle_is_typed_and_older_ones_are_upgraded_as_they_are_read(bundle):
+    from scgapfill.params import ImputeParams, ModelParams, TrainParams
+
+    assert isinstance(bundle.model_params, ModelParams) and isinstance(bundle.train_params, TrainParams)
+    assert isinstance(bundle.impute_params, ImputeParams)
+    payload = bundle.to_dict()
+    assert isinstance(payload["train_params"], dict)  # saved plain, read with weights_only
+    # A bundle from before the zip term, the impute section and an option since removed.
+    del payload["train_params"]["loss"]["zip"]
+    payload["train_params"]["an_option_since_removed"] = 1
+    del payload["impute_params"]
+    payload["model_params"]["output_smoothing"] = 0.3
+    old = GapFillBundle.from_dict(payload)
+    assert old.train.loss.zip == 0.0  # trained without it, whatever today's default
+    assert old.impute.output_smoothing == 0.3 and old.impute.scale == "observed_library"
+    assert old.model == bundle.model

@@ -54,7 +54,9 @@ def test_context_adds_one_channel():
 def test_residual_output_starts_from_the_context():
     from scgapfill.nn import build_unet
 
-    params = {"context_channel": True, "context_residual": True, "base_channels": 4, "depth": 2, "dropout": 0.0}
+    from scgapfill.params import ModelParams
+
+    params = ModelParams(context_channel=True, context_residual=True, base_channels=4, depth=2, dropout=0.0)
     net = build_unet(params).eval()
     torch.nn.init.zeros_(net.head.weight)
     torch.nn.init.zeros_(net.head.bias)
@@ -62,16 +64,18 @@ def test_residual_output_starts_from_the_context():
     out = net(network_input(torch.rand(2, 1, 8, 8), None, context))
     torch.testing.assert_close(out, context, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="context_residual"):
-        build_unet({**params, "context_channel": False})
+        build_unet(params.model_copy(update={"context_channel": False}))
 
 
 def test_channels_last_is_a_layout_not_a_different_network():
     from scgapfill.nn import build_unet
 
-    params = {"context_channel": True, "base_channels": 4, "depth": 2, "dropout": 0.0}
+    from scgapfill.params import ModelParams
+
+    params = ModelParams(context_channel=True, base_channels=4, depth=2, dropout=0.0)
     torch.manual_seed(0)
     fast = build_unet(params).eval()
-    plain = build_unet({**params, "channels_last": False}).eval()
+    plain = build_unet(params.model_copy(update={"channels_last": False})).eval()
     plain.load_state_dict(fast.state_dict())
     conv = fast.encoders[0][0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

@@ -150,7 +150,7 @@ class GapFill:
             bundle = fit_gapfill(counts, self.bundle.layout, self.model_params, self.train_params, logger,
                                  callbacks, start_from=self.bundle)
         if bundle is not None:  # None on the extra ranks of plain DDP
-            bundle.impute_params = self.impute_params.model_dump()
+            bundle.impute_params = self.impute_params
             self.bundle = bundle
         return self
 

@@ -7,10 +7,13 @@ gene (the rest is padding) and broadcasts against the batch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ..params import LossParams
 
 
 def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -130,24 +133,12 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = 
     return score.mean()
 
 
-# Terms added after the first release: bundles saved before them lack the key.
-_LATER_TERMS = {"poisson": 0.0, "nb": 0.0, "zip": 0.0}
-
-
-def _weight(loss_params: Any, name: str) -> float:
-    if isinstance(loss_params, dict):
-        value = loss_params[name] if name not in _LATER_TERMS else loss_params.get(name, _LATER_TERMS[name])
-    else:
-        value = getattr(loss_params, name)
-    return float(value)
-
-
 def loss_terms(
     pred: torch.Tensor,
     target: torch.Tensor,
     train_mask: torch.Tensor,
     valid: torch.Tensor,
-    loss_params: Any,
+    loss_params: LossParams,
     to_counts: Any = None,
     log_theta: torch.Tensor | None = None,
     dropout_curve: torch.Tensor | None = None,
@@ -163,8 +154,8 @@ def loss_terms(
     valid
         Boolean, true where a pixel holds a gene.
     loss_params
-        :class:`scgapfill.params.LossParams` or a dict with ``alpha``, ``beta``,
-        ``gamma``, ``ssim``, ``poisson``, ``nb``, ``zip``, ``unmasked_weight``.
+        The term weights, :class:`scgapfill.params.LossParams` (``alpha``, ``beta``, ``gamma``, ``ssim``,
+        ``poisson``, ``nb``, ``zip``, ``unmasked_weight``).
     to_counts
         Maps a scaled grid to expected counts (needed when ``poisson``, ``nb`` or ``zip`` > 0).
     log_theta
@@ -178,9 +169,9 @@ def loss_terms(
     valid = valid.expand_as(pred).bool()
     hidden = train_mask.bool() & valid
     visible = valid & ~hidden
-    alpha, beta, gamma = (_weight(loss_params, k) for k in ("alpha", "beta", "gamma"))
-    ssim_weight, unmasked = _weight(loss_params, "ssim"), _weight(loss_params, "unmasked_weight")
-    poisson, nb, zip_ = _weight(loss_params, "poisson"), _weight(loss_params, "nb"), _weight(loss_params, "zip")
+    alpha, beta, gamma = loss_params.alpha, loss_params.beta, loss_params.gamma
+    ssim_weight, unmasked = loss_params.ssim, loss_params.unmasked_weight
+    poisson, nb, zip_ = loss_params.poisson, loss_params.nb, loss_params.zip
     zero = pred.new_zeros(())
     if (poisson or nb or zip_) and to_counts is None:
         raise ValueError("the poisson, nb and zip loss terms need to_counts (size factors and gene scales)")
@@ -222,7 +213,7 @@ def gapfill_loss(
     target: torch.Tensor,
     train_mask: torch.Tensor,
     valid: torch.Tensor,
-    loss_params: Any,
+    loss_params: LossParams,
     to_counts: Any = None,
     log_theta: torch.Tensor | None = None,
     dropout_curve: torch.Tensor | None = None,

@@ -6,8 +6,13 @@ training and inference must build the channels identically.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..params import ModelParams
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -156,17 +161,15 @@ def network_input(
     return torch.cat(channels, dim=1)
 
 
-def build_unet(model_params: dict) -> UNet:
-    """The UNet a ``ModelParams`` dict describes (training and loading share this)."""
-    context = bool(model_params["context_channel"])
-    residual = bool(model_params.get("context_residual", False))
-    if residual and not context:
+def build_unet(model: ModelParams) -> UNet:
+    """The UNet a :class:`~scgapfill.params.ModelParams` describes (training and loading share this)."""
+    if model.context_residual and not model.context_channel:
         raise ValueError("model.context_residual needs model.context_channel: true")
     return UNet(
-        input_channels(context),
-        base_channels=int(model_params["base_channels"]),
-        depth=int(model_params["depth"]),
-        dropout=float(model_params["dropout"]),
-        residual_channel=CONTEXT_CHANNEL if residual else None,
-        channels_last=bool(model_params.get("channels_last", True)),
+        input_channels(model.context_channel),
+        base_channels=model.base_channels,
+        depth=model.depth,
+        dropout=model.dropout,
+        residual_channel=CONTEXT_CHANNEL if model.context_residual else None,
+        channels_last=model.channels_last,
     )

@@ -164,7 +164,7 @@ def seeded_module(scaler: GeneScaler, layout: dict, model_params: ModelParams,
     L.seed_everything(train_params.seed, workers=True, verbose=False)
     gene_scale = to_grid(scaler.scale[None, :].astype(np.float32), layout)
     gene_scale[gene_scale == 0] = 1.0  # padding pixels
-    return GapFillModule(model_params.model_dump(), train_params.model_dump(), torch.from_numpy(gene_scale), layout)
+    return GapFillModule(model_params, train_params, torch.from_numpy(gene_scale), layout)
 
 
 def _train(module: GapFillModule, data: TrainingData, layout: dict, train_params: TrainParams, precision: str,
@@ -234,8 +234,8 @@ def _bundle(best: dict, rows: list[dict], wall: float, data: TrainingData, layou
     )
     return GapFillBundle(
         state_dict=state_dict,
-        model_params=model_params.model_dump(),
-        train_params=train_params.model_dump(),
+        model_params=model_params,
+        train_params=train_params,
         layout=dict(layout),
         scaler=data.scaler.to_dict(),
         gene_names=[str(g) for g in layout["genes"]],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -11,6 +11,9 @@ import torch
 from ..masks import sample_training_mask
 from ..nn import build_unet, gapfill_loss, network_input
 from .data import GridScatter
+
+if TYPE_CHECKING:
+    from ..params import ModelParams, TrainParams
 
 # Different streams for the training and validation masks, and per DDP rank.
 _VAL_SEED_OFFSET = 1_000_003
@@ -23,9 +26,9 @@ class GapFillModule(L.LightningModule):
     Parameters
     ----------
     model_params
-        ``ModelParams.model_dump()``: depth, base_channels, dropout, context_channel.
+        The network (:class:`~scgapfill.params.ModelParams`).
     train_params
-        ``TrainParams.model_dump()``: lr, seed, loss, training_mask.
+        Training (:class:`~scgapfill.params.TrainParams`): lr, seed, lr_schedule, loss, training_mask.
 
     Notes
     -----
@@ -36,14 +39,16 @@ class GapFillModule(L.LightningModule):
     validation epoch, so ``val_loss`` is comparable across epochs.
     """
 
-    def __init__(self, model_params: dict, train_params: dict, gene_scale: torch.Tensor | None = None,
+    def __init__(self, model_params: ModelParams, train_params: TrainParams, gene_scale: torch.Tensor | None = None,
                  layout: dict | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["gene_scale", "layout"])
-        self.model_params = dict(model_params)
-        self.train_params = dict(train_params)
-        self.use_context = bool(self.model_params["context_channel"])
-        self.net = build_unet(self.model_params)
+        # Plain dicts in the checkpoint: it is read back with weights_only loading.
+        self.save_hyperparameters({"model_params": model_params.model_dump(),
+                                   "train_params": train_params.model_dump()})
+        self.model_params = model_params
+        self.train_params = train_params
+        self.use_context = model_params.context_channel
+        self.net = build_unet(model_params)
         # Batches of gene rows (GeneCollate) become grids on the batch's device; grids pass as they are.
         self.to_grid = None if layout is None else GridScatter(layout)
         # (1, 1, H, W) per-gene scale of the sigmoid output, for the Poisson term; not part of the weights.
@@ -51,12 +56,12 @@ class GapFillModule(L.LightningModule):
         # Per-gene log inverse dispersion of the nb loss term: a training-only parameter, the
         # imputation uses the mean alone. Starts at theta = 10 (moderate over-dispersion).
         self.log_theta = None
-        if float(self.train_params["loss"].get("nb", 0.0)):
+        if train_params.loss.nb:
             self.log_theta = torch.nn.Parameter(torch.full(tuple(self.gene_scale.shape), float(np.log(10.0))))
         # Dropout curve of the zip loss term, logit = a + b*log(mean): training-only like log_theta.
         # Starts flat at 5% dropout, so the data alone decide how dropout falls with the mean.
         self.dropout_curve = None
-        if float(self.train_params["loss"].get("zip", 0.0)):
+        if train_params.loss.zip:
             self.dropout_curve = torch.nn.Parameter(torch.tensor([float(np.log(0.05 / 0.95)), 0.0]))
         # Generators live on the batch's device and are made lazily (a CPU generator
         # cannot draw CUDA tensors; a torch.Generator cannot be pickled for ddp_spawn).
@@ -73,19 +78,19 @@ class GapFillModule(L.LightningModule):
         return self.net(network_input(values, hidden, context))
 
     def _generator(self, device: torch.device, offset: int) -> torch.Generator:
-        seed = int(self.train_params["seed"]) + offset + _RANK_SEED_STRIDE * int(self.global_rank)
+        seed = self.train_params.seed + offset + _RANK_SEED_STRIDE * int(self.global_rank)
         return torch.Generator(device=device).manual_seed(seed)
 
     def _step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         values = batch["values"]
         valid = batch["valid"].expand_as(values)
-        mask_params = self.train_params["training_mask"]
+        mask_params = self.train_params.training_mask
         hidden = sample_training_mask(
             values,
             valid,
-            min_rate=mask_params["min_rate"],
-            max_rate=mask_params["max_rate"],
-            mode=mask_params["mode"],
+            min_rate=mask_params.min_rate,
+            max_rate=mask_params.max_rate,
+            mode=mask_params.mode,
             generator=generator,
         )
         pred = self(values, hidden, batch.get("context") if self.use_context else None)
@@ -99,7 +104,7 @@ class GapFillModule(L.LightningModule):
 
             to_counts = expected_counts
 
-        return gapfill_loss(pred, values, hidden, valid, self.train_params["loss"], to_counts, self.log_theta,
+        return gapfill_loss(pred, values, hidden, valid, self.train_params.loss, to_counts, self.log_theta,
                             self.dropout_curve)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -123,7 +128,7 @@ class GapFillModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        lr = float(self.train_params["lr"])
+        lr = self.train_params.lr
         groups = [{"params": list(self.net.parameters())}]
         if self.log_theta is not None:
             groups.append({"params": [self.log_theta]})
@@ -132,7 +137,7 @@ class GapFillModule(L.LightningModule):
             # training to settle, and the network's estimate of the mean waits for them.
             groups.append({"params": [self.dropout_curve], "lr": lr * 10})
         optimizer = torch.optim.Adam(groups, lr=lr)
-        if self.train_params["lr_schedule"] == "constant":
+        if self.train_params.lr_schedule == "constant":
             return optimizer
         # The horizon Lightning plans for (max_epochs x limit_train_batches); early stopping may end
         # the run before the rate reaches 0.

@@ -98,5 +98,5 @@ def fit_from_shards(shard_dir: str | Path, meta: dict, params: dict, rank: int, 
     bundle = _bundle(*result, data, layout, model_params, train_params, precision,
                      info={"trained_from": "shards", "n_shards": len(meta["shards"]),
                            "shards_fingerprint": meta["fingerprint"]})
-    bundle.impute_params = parse("impute", params.get("impute")).model_dump()
+    bundle.impute_params = parse("impute", params.get("impute"))
     return bundle
