@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scgapfill.benchmark import method_runners, run_benchmark, summarise, unet_method
+from scgapfill.eval.benchmark import method_runners, run_benchmark, summarise, unet_method
 from scgapfill.params import dotted_overrides, merged, read_parameter_files
 
 ROOT = Path(__file__).resolve().parents[1]

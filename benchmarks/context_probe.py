@@ -20,11 +20,12 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from scgapfill import masks, metrics
-from scgapfill.benchmark import prepare_dataset
-from scgapfill.evaluate import build_evaluation_data
-from scgapfill.normalization import lognorm, size_factors
-from scgapfill.cellgraph import neighbour_context
+from scgapfill.data import masks
+from scgapfill.eval import metrics
+from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.eval.evaluate import build_evaluation_data
+from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.graph.cellgraph import neighbour_context
 
 # (k, PCs, steps)
 SETTINGS = [(15, 30, 1), (30, 30, 1), (15, 30, 2), (15, 30, 3), (30, 30, 3)]

@@ -12,10 +12,10 @@ other four fifths as the deep truth. Every method is given the same train part a
 every cell and gene: MSE and Poisson (the model first), the share of no denoising's MSE removed,
 and on the downsampled split the per-gene Pearson and Leiden ARI against the deep profile.
 
-The U-Net runs as the ``training`` pipeline makes its deliverable (:func:`scgapfill.benchmark.unet_denoiser`),
+The U-Net runs as the ``training`` pipeline makes its deliverable (:func:`scgapfill.eval.benchmark.unet_denoiser`),
 with conf/base's parameters and the ``--set`` overrides. Rows go to ``--out`` as they come (a run
 stopped part-way keeps them); the table of means ± sd over seeds is printed at the end, after the
-machine line. Real data sets need ``python -m scgapfill.real_data`` once.
+machine line. Real data sets need ``python -m scgapfill.data.real_data`` once.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def load_parameters(overrides: list[str]) -> dict:
 
 def dataset_counts(name: str, parameters: dict):
     """The QC'd counts of every gene of data set ``name``, and the gene names."""
-    from scgapfill.benchmark import prepare_dataset
+    from scgapfill.eval.benchmark import prepare_dataset
 
     every_gene = {**parameters, "hvg": {**parameters.get("hvg", {}), "n_top_genes": 10**9}}
     adata = prepare_dataset(name, every_gene)
@@ -77,7 +77,7 @@ def machine_line() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from scgapfill.benchmark import baseline_denoiser, unet_denoiser
+    from scgapfill.eval.benchmark import baseline_denoiser, unet_denoiser
     from scgapfill.eval.denoising import run_protocol
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -26,12 +26,12 @@ import warnings
 import numpy as np
 
 from ablation import base_parameters
-from scgapfill.benchmark import prepare_dataset
-from scgapfill.evaluate import build_evaluation_data, score_method
+from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.eval.evaluate import build_evaluation_data, score_method
 from scgapfill.model import GapFill
 from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
-from scgapfill.simulate import simulate
+from scgapfill.data.simulate import simulate
 
 
 def source_model(params: dict, genes: list[str], n_cells: int) -> tuple[GapFill, float]:

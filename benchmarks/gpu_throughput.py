@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from scgapfill.layout import compute_layout
-    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.data.layout import compute_layout
+    from scgapfill.data.normalization import lognorm, size_factors
     from scgapfill.params import ModelParams, TrainParams
-    from scgapfill.simulate import simulate
+    from scgapfill.data.simulate import simulate
     from scgapfill.train.data import as_counts_matrix
     from scgapfill.train.fit import _bundle, _loaders, _train, seeded_module, training_data
     from scgapfill.train.trainer import resolve_precision

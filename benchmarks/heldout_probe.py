@@ -25,12 +25,12 @@ import scipy.sparse as sp
 from scipy.stats import pearsonr, poisson
 
 from ablation import base_parameters, merge, overrides
-from scgapfill.baselines import run_baseline
-from scgapfill.benchmark import prepare_dataset
-from scgapfill.cellgraph import neighbour_context
-from scgapfill.evaluate import build_evaluation_data
+from scgapfill.eval.baselines import run_baseline
+from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.graph.cellgraph import neighbour_context
+from scgapfill.eval.evaluate import build_evaluation_data
 from scgapfill.model import GapFill
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import parse
 from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout

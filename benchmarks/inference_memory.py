@@ -30,7 +30,7 @@ def train_throwaway_model(workdir: Path, genes: int, num_threads: int = 0) -> No
     """``workdir/model.pt``: one epoch on 400 simulated cells, enough to have weights to run
     (``num_threads``: train.num_threads, 0 = auto)."""
     from scgapfill.model import GapFill
-    from scgapfill.simulate import simulate
+    from scgapfill.data.simulate import simulate
 
     small = simulate({"n_cells": 400, "n_genes": genes, "seed": 1})
     train = {"max_epochs": 1, "enable_progress_bar": False, "num_threads": num_threads}
@@ -40,7 +40,7 @@ def train_throwaway_model(workdir: Path, genes: int, num_threads: int = 0) -> No
 def write_new_data(workdir: Path, cells: int, genes: int, chunk_cells: int = 10000) -> Path:
     """``workdir/new.h5ad``: the simulation written block by block, without truth layers, so the
     writer's memory stays bounded at a million cells and the file holds only what inference reads."""
-    from scgapfill.simulate import write_simulation
+    from scgapfill.data.simulate import write_simulation
 
     return write_simulation(workdir / "new.h5ad", n_cells=cells, n_genes=genes, seed=2, chunk_cells=chunk_cells,
                             truth=False)
@@ -48,7 +48,7 @@ def write_new_data(workdir: Path, cells: int, genes: int, chunk_cells: int = 100
 
 def run_mode(workdir: Path, mode: str, chunk_size: int, reference_cells: int | None = None) -> None:
     """One inference in this process; prints seconds and peak RSS."""
-    from scgapfill.datasets import AnnDataDataset
+    from scgapfill.glue.datasets import AnnDataDataset
     from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts, load_model
 
     start = time.perf_counter()

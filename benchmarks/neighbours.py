@@ -6,7 +6,7 @@ Usage::
 
 Cells are drawn around 20 cluster centres in ``--dims`` dimensions (a PCA embedding's shape).
 For each size the table gives the seconds of the exact search (scikit-learn) and of the
-approximate one (pynndescent, as ``scgapfill.cellgraph.nearest_neighbours`` runs it above
+approximate one (pynndescent, as ``scgapfill.graph.cellgraph.nearest_neighbours`` runs it above
 ``EXACT_MAX_CELLS``), and the approximate search's recall of the exact neighbours. pynndescent
 compiles its kernels on first use in every process: a warm-up on 2,000 cells runs before the
 timings, and its seconds (the compilation, nearly all of it) are printed first.
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from scgapfill.cellgraph import EXACT_MAX_CELLS, nearest_neighbours  # noqa: E402
+from scgapfill.graph.cellgraph import EXACT_MAX_CELLS, nearest_neighbours  # noqa: E402
 
 
 def clustered(n_cells: int, n_dims: int, seed: int = 0) -> np.ndarray:

@@ -30,9 +30,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ablation import base_parameters, merge, overrides, print_variant_tables
-from scgapfill.baselines.simple import zeros_as_nonzero_draws
-from scgapfill.benchmark import method_runners, prepare_dataset
-from scgapfill.evaluate import score_method
+from scgapfill.eval.baselines.simple import zeros_as_nonzero_draws
+from scgapfill.eval.benchmark import method_runners, prepare_dataset
+from scgapfill.eval.evaluate import score_method
 from scgapfill.model import GapFill
 from scgapfill.params import ImputeParams
 from scgapfill.pipelines.evaluation import nodes as evaluation_nodes

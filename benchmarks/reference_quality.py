@@ -39,7 +39,7 @@ def impute_with_reference(gapfill, masked, workdir: Path, reference_cells: int, 
     """The masked counts imputed by chunked inference against ``reference_cells`` of them."""
     import anndata as ad
 
-    from scgapfill.datasets import AnnDataDataset
+    from scgapfill.glue.datasets import AnnDataDataset
     from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts
 
     source = workdir / "masked_counts.h5ad"

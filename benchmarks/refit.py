@@ -19,8 +19,8 @@ import time
 import warnings
 
 from ablation import base_parameters
-from scgapfill.benchmark import prepare_dataset
-from scgapfill.metrics import truth_scores
+from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.eval.metrics import truth_scores
 from scgapfill.model import GapFill
 from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling import nodes as modeling

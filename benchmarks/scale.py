@@ -128,7 +128,7 @@ def prepare_size(workdir: Path, params: dict) -> dict:
     """Process and mask the simulation of ``workdir``; save what the methods and the scoring read."""
     import scipy.sparse as sp
 
-    from scgapfill.evaluate import build_evaluation_data
+    from scgapfill.eval.evaluate import build_evaluation_data
     from scgapfill.pipelines.data_processing import nodes as processing
     from scgapfill.pipelines.masking import nodes as masking
 
@@ -198,7 +198,8 @@ def run_unet(masked, params: dict, stage_times: bool) -> tuple[np.ndarray, dict]
 
 def split_stages(stats, fit_s: float, impute_s: float) -> dict:
     """Graph/context, training, imputation and smoothing seconds from the profile of fit + impute."""
-    from scgapfill import cellgraph, imputation, smoothing
+    from scgapfill.graph import cellgraph, smoothing
+    from scgapfill.infer import imputation
     from scgapfill.train import fit
 
     train_graph = sum(_cumulative(stats, function, caller=fit.training_data)
@@ -228,7 +229,7 @@ def _profile_key(function) -> tuple:
 
 
 def run_baseline_method(masked, name: str, params: dict) -> tuple[np.ndarray, dict]:
-    from scgapfill.baselines import run_baseline
+    from scgapfill.eval.baselines import run_baseline
     from scgapfill.params import parse
 
     # The options the evaluation pipeline's run_baselines gives each baseline.
@@ -257,7 +258,7 @@ def run_method(workdir: Path, method: str, params: dict, stage_times: bool) -> d
 def import_first_use_modules(method: str, n_cells: int) -> None:
     import importlib
 
-    from scgapfill.cellgraph import EXACT_MAX_CELLS
+    from scgapfill.graph.cellgraph import EXACT_MAX_CELLS
 
     approximate = ("pynndescent",) if n_cells > EXACT_MAX_CELLS and method in (UNET, "knn") else ()
     for module in (*FIRST_USE_IMPORTS.get(method, ()), *approximate):
@@ -272,7 +273,7 @@ def _lap(start: float) -> float:
 
 def simulate_size(workdir: Path, n_cells: int, n_genes: int, params: dict) -> float:
     """Write the size's simulation (truth on: the true means are scored); returns the seconds."""
-    from scgapfill.simulate import write_simulation
+    from scgapfill.data.simulate import write_simulation
 
     start = time.perf_counter()
     write_simulation(workdir / "simulation.h5ad", params.get("input", {}).get("simulation"), n_cells=n_cells,
@@ -294,7 +295,7 @@ def run_child(stage: str, workdir: Path, params_path: Path, stage_times: bool = 
 def score(workdir: Path, method: str) -> dict:
     """Held-out Pearson (pooled, per-gene median, and per-gene given the cell's depth) and truth-mean RMSE
     of a method's output."""
-    from scgapfill import metrics
+    from scgapfill.eval import metrics
 
     imputed = np.load(workdir / f"imputed_{method}.npy", mmap_mode="r")
     heldout = np.load(workdir / HELDOUT)
@@ -306,13 +307,13 @@ def score(workdir: Path, method: str) -> dict:
 
 
 def truth_mean_rmse(imputed: np.ndarray, true_mean: np.ndarray) -> float:
-    """``truth_mean_rmse`` of :func:`scgapfill.metrics.truth_scores`, computed over blocks of cells.
+    """``truth_mean_rmse`` of :func:`scgapfill.eval.metrics.truth_scores`, computed over blocks of cells.
 
     truth_scores holds several dense float64 copies of the whole matrix (and scores more than is
     asked here); the true means are normalised per cell, so blocks of cells give the same number.
     """
-    from scgapfill.metrics import rmse
-    from scgapfill.metrics._common import _lognorm_own_totals
+    from scgapfill.eval.metrics import rmse
+    from scgapfill.eval.metrics._common import _lognorm_own_totals
 
     squared = 0.0
     for start in range(0, imputed.shape[0], SCORE_BLOCK):

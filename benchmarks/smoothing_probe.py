@@ -25,13 +25,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ablation import base_parameters, print_variant_tables
-from scgapfill.baselines import run_baseline
-from scgapfill.benchmark import prepare_dataset
-from scgapfill.cellgraph import diffuse, knn_graph, pca_embedding
-from scgapfill.evaluate import build_evaluation_data, score_method
-from scgapfill.imputation import impute_counts
+from scgapfill.eval.baselines import run_baseline
+from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.graph.cellgraph import diffuse, knn_graph, pca_embedding
+from scgapfill.eval.evaluate import build_evaluation_data, score_method
+from scgapfill.infer.imputation import impute_counts
 from scgapfill.model import GapFill
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ImputeParams
 from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout

@@ -105,7 +105,7 @@ def contention(counts, layout, model, train, machine_rows: list[tuple[str, str]]
 
 
 def simulated_counts(n_genes: int) -> tuple[sp.csr_matrix, list[str]]:
-    from scgapfill.simulate import simulate
+    from scgapfill.data.simulate import simulate
 
     adata = simulate(n_cells=3000, n_genes=n_genes, truth=False)
     return sp.csr_matrix(adata.X), [str(g) for g in adata.var_names]
@@ -113,7 +113,7 @@ def simulated_counts(n_genes: int) -> tuple[sp.csr_matrix, list[str]]:
 
 def imputation_cells_per_s(bundle, counts, repeats: int = 3, batch_size: int = 64) -> float:
     """Cells/s of the network's pass alone: no output smoothing (its neighbour search is not the network)."""
-    from scgapfill.imputation import impute_counts
+    from scgapfill.infer.imputation import impute_counts
 
     seconds = []
     for _ in range(repeats):
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from scgapfill.layout import compute_layout
-    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.data.layout import compute_layout
+    from scgapfill.data.normalization import lognorm, size_factors
     from scgapfill.params import ModelParams, TrainParams
     from scgapfill.train.fit import fit_gapfill
     from scgapfill.train.trainer import resolve_precision, uses_cuda

@@ -3,7 +3,7 @@
 import mlflow
 import pytest
 
-from scgapfill.benchmark import log_runs_to_mlflow, run_benchmark, summarise
+from scgapfill.eval.benchmark import log_runs_to_mlflow, run_benchmark, summarise
 
 TINY = {
     # Sparse like real data (~400 counts per cell over 150 genes), so true zeros abound.
@@ -66,14 +66,14 @@ def test_each_method_and_dataset_is_its_own_mlflow_run(runs, tmp_path):
     assert knn["metrics.heldout_rmse"] == pytest.approx(expected)
 
 
-def test_masks_and_splits_come_from_the_training_pipelines_nodes(monkeypatch):
-    # The benchmark is no second orchestrator: the masking nodes (with their checks, e.g. the MCV
-    # split's empty-cell refusal) make every method's input.
-    from scgapfill.pipelines.masking import nodes as masking
+def test_masks_and_splits_come_from_the_protocol_the_masking_nodes_call(monkeypatch):
+    # The benchmark is no second orchestrator: the protocol the masking nodes call (with its checks,
+    # e.g. the MCV split's empty-cell refusal) makes every method's input.
+    from scgapfill.eval import protocol
 
-    def refuse(masked, mcv, normalize_params):
+    def refuse(masked, mcv, target_sum):
         raise ValueError("3 cells have no counts left in the MCV train split")
 
-    monkeypatch.setattr(masking, "split_molecules", refuse)
+    monkeypatch.setattr(protocol, "mcv_split", refuse)
     with pytest.raises(ValueError, match="MCV train split"):
         run_benchmark({**TINY, "benchmark": {**TINY["benchmark"], "methods": ["none"], "n_seeds": 1}})

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.cellgraph import NeighboursTransformer, knn_graph, nearest_neighbours, scanpy_neighbours
+from scgapfill.graph.cellgraph import NeighboursTransformer, knn_graph, nearest_neighbours, scanpy_neighbours
 
 N_LARGE = 10_500  # above scanpy's 4,096 / 8,192 thresholds and UMAP's 10,000
 
@@ -98,8 +98,8 @@ def test_scanpy_neighbours_match_scanpys_exact_graph_on_small_data():
 
 
 def test_clustering_and_umap_above_every_size_threshold(large):
-    from scgapfill.metrics import cluster_labels
-    from scgapfill.plots import _umap
+    from scgapfill.eval.metrics import cluster_labels
+    from scgapfill.eval.plots import _umap
 
     X, groups = large
     X = np.abs(X[:, :20])  # PCA on a wide-enough matrix; PCA, Leiden and UMAP all at 10.5k cells

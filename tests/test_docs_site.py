@@ -97,8 +97,8 @@ def test_api_reference_documents_gapfill_fit_from_its_docstring(site: Site) -> N
         assert f'id="scgapfill.GapFill.{method}"' in page, method
     first_line = inspect.getdoc(scgapfill.GapFill.fit).splitlines()[0]  # "Train on the raw counts of ``adata``."
     assert _text(first_line.replace("``", ""), tags="") in _text(page, tags="")
-    for name in ("scgapfill.impute", "scgapfill.eval.denoising.denoising_scores", "scgapfill.metrics.heldout_scores",
-                 "scgapfill.baselines.run_baseline"):
+    for name in ("scgapfill.impute", "scgapfill.eval.denoising.denoising_scores", "scgapfill.eval.metrics.heldout_scores",
+                 "scgapfill.eval.baselines.run_baseline"):
         assert (site.html / "generated" / f"{name}.html").exists(), name
 
 

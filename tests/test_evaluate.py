@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill import masks, simulate
-from scgapfill.evaluate import build_evaluation_data, score_method
-from scgapfill.normalization import lognorm, size_factors
-from scgapfill.preprocessing import normalize, quality_control, select_genes
+from scgapfill.data import masks
+from scgapfill import simulate
+from scgapfill.eval.evaluate import build_evaluation_data, score_method
+from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.data.preprocessing import normalize, quality_control, select_genes
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from scgapfill import io
+from scgapfill.data import io
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_log_normalised_x_with_counts_layer_uses_the_layer(
     path = tmp_path / "logged.h5ad"
     logged.write_h5ad(path)
 
-    with caplog.at_level(logging.INFO, logger="scgapfill.io"):
+    with caplog.at_level(logging.INFO, logger="scgapfill.data.io"):
         adata = io.load_input({"path": str(path), "label_key": "cell_type"})
     assert _same(adata.X, counts_adata.X)
     assert adata.uns["label_key"] == "cell_type"
@@ -233,7 +233,7 @@ def test_duplicate_cell_names_are_made_unique_with_a_warning(
     twins.obs_names = names
     path = tmp_path / "twins.h5ad"
     twins.write_h5ad(path)
-    with caplog.at_level(logging.WARNING, logger="scgapfill.io"):
+    with caplog.at_level(logging.WARNING, logger="scgapfill.data.io"):
         adata = io.load_input({"path": str(path)})
     assert adata.obs_names.is_unique and adata.obs_names[1] == f"{names[0]}-1"
     assert list(adata.obs_names[2:]) == names[2:]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill import layout
+from scgapfill.data import layout
 
 
 # --- grid_shape ------------------------------------------------------------------

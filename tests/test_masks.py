@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from scgapfill import masks
+from scgapfill.data import masks
 
 
 @pytest.fixture

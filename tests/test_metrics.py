@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.metrics import (
+from scgapfill.eval.metrics import (
     cluster_labels,
     clustering_scores,
     heldout_scores,
@@ -13,7 +13,7 @@ from scgapfill.metrics import (
     rmse,
     truth_scores,
 )
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.data.normalization import lognorm, size_factors
 
 # ----------------------------------------------------------------------------- held-out
 
@@ -215,7 +215,7 @@ def test_cluster_labels_finds_the_target_number():
 
 def test_clustering_without_labels_warns(caplog):
     values, _ = _blobs()
-    with caplog.at_level(logging.WARNING, logger="scgapfill.metrics"):
+    with caplog.at_level(logging.WARNING, logger="scgapfill.eval.metrics"):
         assert clustering_scores(values, values, None) is None
     assert "labels" in caplog.text
 
@@ -291,7 +291,7 @@ def test_truth_scores_validation():
 
 
 def test_clustering_scores_reuses_a_given_before_clustering():
-    from scgapfill import metrics
+    from scgapfill.eval import metrics
 
     rng = np.random.default_rng(7)
     labels = np.repeat(["a", "b", "c"], 30)
@@ -327,8 +327,8 @@ def test_heldout_truth_mean_pearson_scores_only_the_heldout_entries():
 
 
 def test_heldout_gene_pearson_beyond_floor_scores_the_depth_floor_zero_and_keeps_cell_signal():
-    from scgapfill.baselines import run_baseline
-    from scgapfill.metrics import depth_floor
+    from scgapfill.eval.baselines import run_baseline
+    from scgapfill.eval.metrics import depth_floor
 
     rng = np.random.default_rng(3)
     n_cells, n_genes = 400, 200

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.normalization import check_counts, counts_from_lognorm, lognorm, size_factors
+from scgapfill.data.normalization import check_counts, counts_from_lognorm, lognorm, size_factors
 
 COUNTS = np.array([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0], [5.0, 5.0, 0.0]])
 
@@ -95,7 +95,7 @@ def test_check_counts_drops_explicit_zeros():
 
 
 def test_as_composition_sums_each_cell_to_the_target_and_keeps_shares():
-    from scgapfill.normalization import as_composition
+    from scgapfill.data.normalization import as_composition
 
     levels = np.array([[1.0, 3.0, 0.0], [5.0, 5.0, 10.0], [0.0, 0.0, 0.0]])
     values = np.log1p(levels).astype(np.float32)

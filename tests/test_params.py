@@ -104,7 +104,7 @@ def test_validate_all_refuses_unknown_sections_with_the_closest_name() -> None:
 
 
 def test_method_names_are_checked() -> None:
-    from scgapfill.baselines import BASELINES
+    from scgapfill.eval.baselines import BASELINES
     from scgapfill.params import BASELINE_NAMES
 
     assert set(BASELINE_NAMES) == set(BASELINES)

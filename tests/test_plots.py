@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from scgapfill.plots import heldout_scatter, loss_curves, umap_before_after
+from scgapfill.eval.plots import heldout_scatter, loss_curves, umap_before_after
 
 
 @pytest.fixture(scope="module")

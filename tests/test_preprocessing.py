@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scgapfill import preprocessing
+from scgapfill.data import preprocessing
 from scgapfill.params import ParameterError
 
 GENES = ["MT-CO1", "mt-nd2", "A", "B", "C", "D", "E", "RARE", "BADONLY"]
@@ -48,7 +48,7 @@ def _removed(caplog: pytest.LogCaptureFixture, key: str) -> int:
 
 def test_qc_removes_exactly_the_bad_cells_and_rare_genes(caplog: pytest.LogCaptureFixture) -> None:
     adata = qc_adata()
-    with caplog.at_level(logging.INFO, logger="scgapfill.preprocessing"):
+    with caplog.at_level(logging.INFO, logger="scgapfill.data.preprocessing"):
         out = preprocessing.quality_control(adata, QC)
 
     assert list(out.obs_names) == ["keep1", "keep2", "keep_edge"]
@@ -111,7 +111,7 @@ def test_qc_min_cells_zero_still_removes_genes_seen_in_no_cell(caplog: pytest.Lo
     adata = qc_adata()
     adata = ad.concat([adata, ad.AnnData(X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32),
                                          obs=adata.obs, var=pd.DataFrame(index=["NEVER"]))], axis=1)
-    with caplog.at_level(logging.INFO, logger="scgapfill.preprocessing"):
+    with caplog.at_level(logging.INFO, logger="scgapfill.data.preprocessing"):
         out = preprocessing.quality_control(adata, {**QC, "max_counts": None, "max_pct_mito": None, "min_cells": 0})
     assert "NEVER" not in out.var_names
     assert list(out.var_names) == GENES  # every gene seen in a kept cell stays

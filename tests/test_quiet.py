@@ -9,7 +9,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
-from scgapfill import quiet
+from scgapfill.glue import quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 

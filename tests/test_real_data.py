@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill import masks, real_data
-from scgapfill.benchmark import DERIVED_ARI_NOTE, run_benchmark, summarise
-from scgapfill.evaluate import build_evaluation_data
-from scgapfill.io import load_input
+from scgapfill.data import masks, real_data
+from scgapfill.eval.benchmark import DERIVED_ARI_NOTE, run_benchmark, summarise
+from scgapfill.eval.evaluate import build_evaluation_data
+from scgapfill.data.io import load_input
 
 N_CELLS, N_GENES = 90, 60
 
@@ -98,7 +98,7 @@ def test_a_file_names_its_own_labels_and_evaluation_warns_they_are_derived(prepa
     adata.layers["counts"] = counts
     mask = masks.heldout_mask(counts, 0.1, seed=0)
     train, test = masks.mcv_split(masks.apply_mask(counts, mask), 0.9, seed=0)
-    with caplog.at_level(logging.WARNING, logger="scgapfill.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="scgapfill.eval.evaluate"):
         build_evaluation_data(adata, mask, train, test)
     assert "circular" in caplog.text
 
@@ -106,7 +106,7 @@ def test_a_file_names_its_own_labels_and_evaluation_warns_they_are_derived(prepa
 def test_benchmark_names_resolve_to_prepared_files_or_say_how_to_make_them(prepared, tmp_path):
     assert real_data.resolve("pbmc8k", prepared) == str(prepared / "pbmc8k.h5ad")
     assert real_data.resolve("my_counts.h5ad", prepared) == "my_counts.h5ad"
-    with pytest.raises(FileNotFoundError, match="python -m scgapfill.real_data --datasets choroid_plexus"):
+    with pytest.raises(FileNotFoundError, match="python -m scgapfill.data.real_data --datasets choroid_plexus"):
         real_data.resolve("choroid_plexus", tmp_path)
 
 

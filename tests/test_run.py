@@ -102,7 +102,7 @@ def test_registered_pipelines(kedro_project: Path) -> None:
 
     assert {"data_processing", "training", "__default__"} <= set(pipelines)
     assert {n.name for n in pipelines["data_processing"].nodes} >= {"load_counts_node", "select_genes_node"}
-    assert "gene_layout_node" in {n.name for n in pipelines["modeling"].nodes}
+    assert "compute_gene_layout_node" in {n.name for n in pipelines["modeling"].nodes}
 
 
 def test_invalid_parameter_fails_before_any_node(kedro_project: Path) -> None:
@@ -125,10 +125,10 @@ def _untrained_model(folder: Path, counts_adata: ad.AnnData) -> Path:
     run inference (the numbers do not matter here)."""
     import torch
 
-    from scgapfill.layout import compute_layout
-    from scgapfill.model_io import GapFillBundle
+    from scgapfill.data.layout import compute_layout
+    from scgapfill.nn.bundle import GapFillBundle
     from scgapfill.nn import UNet, input_channels
-    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.data.normalization import lognorm, size_factors
     from scgapfill.params import ModelParams, TrainParams
     from scgapfill.train.data import GeneScaler
 

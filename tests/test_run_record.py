@@ -14,8 +14,8 @@ import mlflow
 import pytest
 from kedro.io import DatasetError
 
-from scgapfill.atomic import atomic_path
-from scgapfill.run_record import (HOST_TAG, PID_TAG, SigtermAsException, Terminated, mark_stale_runs_killed,
+from scgapfill.data.atomic import atomic_path
+from scgapfill.glue.run_record import (HOST_TAG, PID_TAG, SigtermAsException, Terminated, mark_stale_runs_killed,
                                   remove_stale_temporaries, termination)
 
 

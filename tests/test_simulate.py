@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from scgapfill import simulate
 from scgapfill.params import ParameterError, SimulationParams
-from scgapfill.simulate import write_simulation
+from scgapfill.data.simulate import write_simulation
 
 KW = dict(n_cells=120, n_genes=80, n_groups=3)
 
@@ -207,10 +207,10 @@ def test_truth_off_drops_only_the_truth_layers(chunk_cells: int) -> None:
 
 
 def test_evaluation_without_truth_layers_skips_the_truth_metrics() -> None:
-    from scgapfill import masks
-    from scgapfill.evaluate import build_evaluation_data, score_method
-    from scgapfill.normalization import lognorm, size_factors
-    from scgapfill.preprocessing import normalize, quality_control, select_genes
+    from scgapfill.data import masks
+    from scgapfill.eval.evaluate import build_evaluation_data, score_method
+    from scgapfill.data.normalization import lognorm, size_factors
+    from scgapfill.data.preprocessing import normalize, quality_control, select_genes
 
     adata = simulate(n_cells=150, n_genes=80, n_groups=3, seed=2, lib_loc=8.0, chunk_cells=60, truth=False)
     adata = select_genes(normalize(quality_control(adata, {"min_genes": 5, "min_cells": 1}), {}), {})

@@ -17,7 +17,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .simulate import simulate  # noqa: E402
+from scgapfill.data.simulate import simulate  # noqa: E402
 
 __all__ = ["GapFill", "impute", "simulate", "__version__"]
 
@@ -26,7 +26,7 @@ _LAZY = {"GapFill", "impute"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import model
+        from scgapfill import model
 
         return getattr(model, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.project import LOGGING, configure_logging
 
 if TYPE_CHECKING:
-    from .run_record import Terminated
+    from scgapfill.glue.run_record import Terminated
 
 
 @click.group(name="scgapfill")
@@ -89,7 +89,7 @@ def stopped(stop: Terminated, error: BaseException, verbose: bool = False) -> cl
 
 
 def _run(verbose: bool, **kwargs: Any) -> Any:
-    from .run_record import termination
+    from scgapfill.glue.run_record import termination
 
     plain_console_off_a_terminal()
     try:

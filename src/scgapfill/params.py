@@ -415,7 +415,7 @@ class EvaluationParams(_Params):
     )
 
 
-# The names scgapfill.baselines.BASELINES registers (a test keeps the two equal); here so that a
+# The names scgapfill.eval.baselines.BASELINES registers (a test keeps the two equal); here so that a
 # typo fails at validation without importing the baselines' libraries.
 BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "magic", "alra", "scvi")
 MODEL_METHOD = "unet"
@@ -447,7 +447,7 @@ class BenchmarkParams(_Params):
     datasets: list[str] = Field(
         ["pbmc68k_reduced", "simulated"],
         description='"pbmc68k_reduced" (embedded), "simulated" (input.simulation), "pbmc8k" and "choroid_plexus" '
-        '(real 10x data, prepared once by: python -m scgapfill.real_data; docs/benchmark.md), or a path '
+        '(real 10x data, prepared once by: python -m scgapfill.data.real_data; docs/benchmark.md), or a path '
         'to a counts file',
     )
     methods: list[str] = Field(

@@ -2,8 +2,8 @@
 
 from kedro.config import OmegaConfigLoader
 
-from scgapfill import quiet
-from scgapfill.hooks import ParameterValidationHook, RunRecordHook
+from scgapfill.glue import quiet
+from scgapfill.glue.hooks import ParameterValidationHook, RunRecordHook
 
 # First, before Kedro loads its plugins (kedro-mlflow warns as it is imported).
 quiet.install()

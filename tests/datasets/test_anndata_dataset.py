@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 from kedro.io.core import DatasetError, Version
 
-from scgapfill.datasets import AnnDataDataset
+from scgapfill.glue.datasets import AnnDataDataset
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 from kedro.io.core import DatasetError, Version
 
-from scgapfill.datasets import SparseMatrixDataset
+from scgapfill.glue.datasets import SparseMatrixDataset
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import scgapfill.datasets.anndata_dataset as anndata_dataset
-import scgapfill.model_io as model_io
+import scgapfill.glue.datasets.anndata_dataset as anndata_dataset
+import scgapfill.nn.bundle as model_io
 
 
 def pausing(original, name: str, marker: Path):

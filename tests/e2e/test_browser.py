@@ -48,7 +48,7 @@ def test_kedro_viz_shows_the_training_pipeline(servers, tmp_path):
     with urllib.request.urlopen(f"{url}/api/main", timeout=30) as response:
         graph = json.load(response)
     training = {node["name"] for node in graph["nodes"] if node["type"] == "task" and "training" in node["pipelines"]}
-    assert {"train_model_node", "heldout_mask_node", "score_methods_node", "gene_layout_node"} <= training
+    assert {"train_model_node", "make_heldout_mask_node", "score_methods_node", "compute_gene_layout_node"} <= training
     assert {"training", "inference", "benchmark"} <= {p["id"] for p in graph["pipelines"]}
     # pid selects the pipeline drawn (kedro-viz's URL parameter; the default is __default__).
     _looks_like_a_page(screenshot(f"{url}/?pid=training", tmp_path / "kedro-viz.png", tmp_path))

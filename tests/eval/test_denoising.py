@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.baselines import run_baseline
+from scgapfill.eval.baselines import run_baseline
 from scgapfill.eval.denoising import (
     denoising_scores,
     per_gene_pearson,
@@ -12,8 +12,8 @@ from scgapfill.eval.denoising import (
     split_downsampled,
     split_molecules,
 )
-from scgapfill.normalization import expected_lognorm
-from scgapfill.simulate import simulate
+from scgapfill.data.normalization import expected_lognorm
+from scgapfill.data.simulate import simulate
 
 
 @pytest.fixture(scope="module")

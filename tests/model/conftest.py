@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.layout import compute_layout
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.data.layout import compute_layout
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ModelParams, TrainParams
 
 N_CELLS, N_GENES, N_GROUPS = 120, 64, 3

@@ -20,13 +20,13 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def torchrun_distributed(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc_per_node=2 -m scgapfill.distributed ARGS``: two gloo ranks, one thread each."""
+    """``torchrun --standalone --nproc_per_node=2 -m scgapfill.glue.distributed ARGS``: two gloo ranks, one thread each."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "scgapfill.distributed", *args],
+         "-m", "scgapfill.glue.distributed", *args],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
     )
 
@@ -43,7 +43,7 @@ def tiny_counts(n_cells: int = 64, n_genes: int = 36, seed: int = 0) -> sp.csr_m
 def main() -> None:
     out_dir = Path(sys.argv[1])
     strategy = sys.argv[2] if len(sys.argv) > 2 else "ddp_spawn"
-    from scgapfill.layout import compute_layout
+    from scgapfill.data.layout import compute_layout
     from scgapfill.params import ModelParams, TrainParams
     from scgapfill.train.fit import fit_gapfill
 

@@ -16,9 +16,9 @@ import pytest
 import scipy.sparse as sp
 
 import scgapfill
-from scgapfill import io
+from scgapfill.data import io
 from scgapfill.model import GapFill
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.data.normalization import lognorm, size_factors
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 API_FIX = ("put the raw UMI counts in adata.layers['counts'] (or in X), or name the layer that holds them "

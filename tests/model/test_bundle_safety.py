@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scgapfill.model_io import GapFillBundle
+from scgapfill.nn.bundle import GapFillBundle
 
 
 class Payload:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scgapfill.model_io import GapFillBundle
+from scgapfill.nn.bundle import GapFillBundle
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from scgapfill.distributed import main
-from scgapfill.model_io import GapFillBundle
+from scgapfill.glue.distributed import main
+from scgapfill.nn.bundle import GapFillBundle
 
 from ddp_script import torchrun_distributed  # tests/model is on sys.path (pytest rootdir import mode)
 

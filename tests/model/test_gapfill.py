@@ -13,9 +13,9 @@ import scipy.sparse as sp
 import torch
 
 import scgapfill
-from scgapfill.imputation import impute_counts
+from scgapfill.infer.imputation import impute_counts
 from scgapfill.model import GapFill
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ImputeParams
 
 
@@ -68,7 +68,7 @@ def test_impute_adds_the_layer_and_its_record(fitted, adata, counts):
 def test_imputing_the_cells_it_was_fitted_on_takes_the_training_graph(fitted, adata, counts, monkeypatch, tmp_path):
     from dataclasses import replace
 
-    from scgapfill import cellgraph
+    from scgapfill.graph import cellgraph
 
     graph = fitted.bundle.cell_graph
     assert graph is not None and graph.graph.shape == (adata.n_obs, adata.n_obs)

@@ -7,10 +7,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from scgapfill.imputation import align_genes, impute_counts
-from scgapfill.model_io import GapFillBundle
+from scgapfill.infer.imputation import align_genes, impute_counts
+from scgapfill.nn.bundle import GapFillBundle
 from scgapfill.nn import UNet, input_channels
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ImputeParams
 from scgapfill.train.data import GeneScaler
 
@@ -88,7 +88,7 @@ def test_fill_only_zeros_keeps_observed_nonzeros(untrained, counts):
 
 
 def test_the_default_scale_rescales_each_filled_cell_to_a_composition(untrained, counts):
-    from scgapfill.normalization import as_composition
+    from scgapfill.data.normalization import as_composition
 
     composed = impute_counts(untrained, counts, KEEP.model_copy(update={"scale": "composition"}))
     np.testing.assert_array_equal(composed, as_composition(impute_counts(untrained, counts, KEEP)))
@@ -112,7 +112,7 @@ def test_gene_count_mismatch_raises(untrained, counts):
 
 
 def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrained, counts):
-    from scgapfill.cellgraph import neighbour_graph
+    from scgapfill.graph.cellgraph import neighbour_graph
 
     weight = 0.4
     smoothed = FILL_ALL.model_copy(update={"output_smoothing": weight, "smoothing_neighbours": "input"})
@@ -135,7 +135,7 @@ def test_output_smoothing_averages_each_cells_levels_with_its_neighbours(untrain
 
 
 def test_smoothing_neighbours_found_again_on_the_estimates(untrained, counts):
-    from scgapfill.cellgraph import knn_graph, pca_embedding
+    from scgapfill.graph.cellgraph import knn_graph, pca_embedding
 
     params = untrained.model_params
     alone = FILL_ALL.model_copy(update={"output_smoothing": 0.0})
@@ -195,12 +195,12 @@ def _without_first_genes(counts, n_missing):
 def test_many_missing_genes_warn_and_the_share_is_recorded(untrained, counts, caplog, n_missing, warned):
     import logging
 
-    from scgapfill.imputation import MISSING_GENE_WARNING
+    from scgapfill.infer.imputation import MISSING_GENE_WARNING
     from scgapfill.model import GapFill
 
     genes = list(untrained.gene_names)
     data, left_out = _without_first_genes(counts, n_missing)
-    with caplog.at_level(logging.WARNING, logger="scgapfill.imputation"):
+    with caplog.at_level(logging.WARNING, logger="scgapfill.data.genes"):
         GapFill.from_bundle(untrained).impute(data)
     share = n_missing / len(genes)
     assert data.uns["gapfill"]["missing_gene_share"] == pytest.approx(share)
@@ -264,7 +264,7 @@ def test_output_reordered_to_the_data_genes_in_place_block_by_block():
 
 
 def test_clean_counts_are_read_in_place_and_give_the_numbers_of_a_copy(untrained, counts):
-    from scgapfill.imputation import _clean_csr
+    from scgapfill.infer.imputation import _clean_csr
 
     clean = sp.csr_matrix(counts, dtype=np.float32)
     clean.eliminate_zeros()

@@ -8,9 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from scgapfill.cellgraph import neighbour_context
-from scgapfill.layout import to_grid
-from scgapfill.normalization import lognorm, size_factors
+from scgapfill.graph.cellgraph import neighbour_context
+from scgapfill.data.layout import to_grid
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ModelParams, TrainParams
 from scgapfill.train.data import GeneScaler, GridScatter
 from scgapfill.train.fit import _loaders, training_data
@@ -64,7 +64,7 @@ def test_no_dense_cells_by_genes_array_of_the_whole_data_is_made():
 def test_the_gpu_settings_train_and_impute_on_the_cpu(counts, layout, model_params):
     """bf16 mixed precision and loader workers, as a GPU run uses them, on the CPU: the same code path
     up to the device (pinned memory alone needs CUDA)."""
-    from scgapfill.imputation import impute_counts
+    from scgapfill.infer.imputation import impute_counts
     from scgapfill.params import ImputeParams
     from scgapfill.train.fit import fit_gapfill
 

@@ -1,4 +1,4 @@
-"""Shards prepared once, then training where each rank reads only its own (scgapfill.shards, --shards)."""
+"""Shards prepared once, then training where each rank reads only its own (scgapfill.train.shards, --shards)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 import scipy.sparse as sp
 
 from scgapfill import GapFill
-from scgapfill.distributed import main as train_main
-from scgapfill.model._anndata import counts_of
-from scgapfill.model.gapfill import laid_out
-from scgapfill.model_io import GapFillBundle
+from scgapfill.glue.distributed import main as train_main
+from scgapfill.data.io import counts_of
+from scgapfill.data.layout import laid_out
+from scgapfill.nn.bundle import GapFillBundle
 from scgapfill.params import dotted_overrides, merged, parse, read_parameter_files
-from scgapfill.shards import (META_FILE, ContextArray, ShardError, batch_limits, main as prepare_main, rank_shards,
+from scgapfill.train.shards import (META_FILE, ContextArray, ShardError, batch_limits, main as prepare_main, rank_shards,
                               read_metadata, shard_file)
 from scgapfill.train.fit import training_data
 

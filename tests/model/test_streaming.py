@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scgapfill import streaming
-from scgapfill.datasets import AnnDataDataset
-from scgapfill.imputation import align_genes, impute_counts, imputed_chunks
+from scgapfill.infer import streaming
+from scgapfill.glue.datasets import AnnDataDataset
+from scgapfill.infer.imputation import align_genes, impute_counts, imputed_chunks
 from scgapfill.pipelines.inference.nodes import load_aligned_counts
 from scgapfill.params import ImputeParams
 from scgapfill.train.fit import fit_gapfill
@@ -143,7 +143,7 @@ def test_a_failure_midway_leaves_the_previous_output_untouched(bundle, counts, t
 def test_impute_counts_beyond_one_chunk_gives_the_one_chunk_numbers(bundle, counts, monkeypatch):
     params = ImputeParams(batch_size=16, output_smoothing=0.5)
     whole = np.vstack([values for _, values in imputed_chunks(bundle, counts, params, chunk_size=None)])
-    from scgapfill import imputation
+    from scgapfill.infer import imputation
 
     monkeypatch.setattr(imputation, "IN_MEMORY_CHUNK_CELLS", 40)  # rounded up to 48: three batches
     np.testing.assert_array_equal(impute_counts(bundle, counts, params), whole)

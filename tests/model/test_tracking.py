@@ -8,7 +8,7 @@ import re
 import mlflow
 import pytest
 
-from scgapfill.tracking import active_run_logger, load_bundle
+from scgapfill.glue.tracking import active_run_logger, load_bundle
 from scgapfill.train.fit import fit_gapfill
 
 
@@ -46,7 +46,7 @@ def bundle_file(tmp_path_factory, counts, layout, model_params, train_params):
     """An untrained bundle saved to a file: reading it back is all these tests need."""
     import torch
 
-    from scgapfill.model_io import GapFillBundle
+    from scgapfill.nn.bundle import GapFillBundle
     from scgapfill.nn import UNet, input_channels
 
     torch.manual_seed(0)
@@ -99,7 +99,7 @@ def test_gapfill_load_names_the_path_it_was_given_not_the_pipeline_parameter(no_
 def test_a_folder_with_one_bundle_anywhere_inside_is_read(no_mlflow, bundle_file, tmp_path):
     import shutil
 
-    from scgapfill.model_io import GapFillBundle
+    from scgapfill.nn.bundle import GapFillBundle
 
     nested = tmp_path / "downloaded_model" / "artifacts"
     nested.mkdir(parents=True)

@@ -15,10 +15,10 @@ import scipy.sparse as sp
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from scgapfill import masks
-from scgapfill.imputation import impute_counts
-from scgapfill.model_io import GapFillBundle
-from scgapfill.cellgraph import neighbour_context
+from scgapfill.data import masks
+from scgapfill.infer.imputation import impute_counts
+from scgapfill.nn.bundle import GapFillBundle
+from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.train.data import GeneScaler
 from scgapfill.train.fit import fit_gapfill, split_cells
 
@@ -175,7 +175,7 @@ def test_diffused_context_never_returns_the_cells_own_values():
 
 
 def test_neighbour_walk_is_row_stochastic_without_self_and_gives_the_context():
-    from scgapfill.cellgraph import neighbour_walk
+    from scgapfill.graph.cellgraph import neighbour_walk
 
     rng = np.random.default_rng(1)
     X = sp.csr_matrix(rng.poisson(2.0, size=(30, 12)).astype(float))
@@ -191,7 +191,7 @@ def test_neighbour_walk_is_row_stochastic_without_self_and_gives_the_context():
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
 def test_walk_rows_computed_on_demand_equal_the_whole_walk_bit_for_bit(steps):
-    from scgapfill.cellgraph import diffuse, neighbour_graph, neighbour_walk
+    from scgapfill.graph.cellgraph import diffuse, neighbour_graph, neighbour_walk
 
     rng = np.random.default_rng(3)
     X = sp.csr_matrix(rng.poisson(2.0, size=(60, 12)).astype(float))
@@ -273,7 +273,7 @@ def test_weight_averaging_saves_the_averaged_weights_it_validated(masked, layout
 
 
 def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
-    from scgapfill.cellgraph import context_source, neighbour_walk, walk_mean
+    from scgapfill.graph.cellgraph import context_source, neighbour_walk, walk_mean
 
     rng = np.random.default_rng(2)
     X = sp.csr_matrix(np.log1p(rng.poisson(1.5, size=(30, 12)).astype(float) * 100))
@@ -292,8 +292,8 @@ def test_counts_space_context_is_the_log_of_the_neighbours_mean_count():
 
 def test_counts_context_from_the_counts_equals_the_made_source():
     """The context imputation averages straight from the counts (no source matrix) is the made source's."""
-    from scgapfill.cellgraph import CountsPerTarget, context_source, neighbour_walk, walk_mean
-    from scgapfill.normalization import lognorm, size_factors
+    from scgapfill.graph.cellgraph import CountsPerTarget, context_source, neighbour_walk, walk_mean
+    from scgapfill.data.normalization import lognorm, size_factors
 
     rng = np.random.default_rng(3)
     counts = sp.csr_matrix(rng.poisson(0.8, size=(40, 15)).astype(np.float32))

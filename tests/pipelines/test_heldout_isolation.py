@@ -13,10 +13,10 @@ import scipy.sparse as sp
 from scgapfill import simulate
 from scgapfill.pipeline_registry import register_pipelines
 from scgapfill.pipelines.masking.nodes import make_heldout_mask, mask_counts, split_molecules
-from scgapfill.preprocessing import normalize, quality_control, select_genes
+from scgapfill.data.preprocessing import normalize, quality_control, select_genes
 
-MODEL_SIDE_NODES = {"gene_layout_node", "train_model_node", "impute_masked_node", "denoise_mcv_node",
-                    "loss_curve_node", "log_model_node"}
+MODEL_SIDE_NODES = {"compute_gene_layout_node", "train_model_node", "impute_masked_node", "denoise_mcv_train_node",
+                    "loss_curve_figure_node", "log_model_node"}
 DELIVERABLE_NODE = "impute_all_node"
 ALLOWED_INPUTS = {"masked", "mcv_train", "gene_layout", "gapfill_model"}
 
@@ -33,7 +33,7 @@ def test_model_side_nodes_read_only_masked_data():
 def test_only_evaluation_reads_the_heldout_values():
     training = register_pipelines()["training"]
     readers = {node.name for node in training.nodes if {"heldout_mask", "mcv_test", "processed"} & set(node.inputs)}
-    assert readers == {"heldout_mask_node", "mask_counts_node", "prepare_evaluation_node"}
+    assert readers == {"make_heldout_mask_node", "mask_counts_node", "prepare_evaluation_node"}
 
 
 def test_the_deliverable_reads_every_count_and_feeds_no_score():

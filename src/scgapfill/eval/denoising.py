@@ -28,9 +28,9 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..masks import mcv_split
-from ..metrics._common import _lognorm_own_totals
-from ..normalization import check_counts
+from scgapfill.data.masks import mcv_split
+from scgapfill.eval.metrics._common import _lognorm_own_totals
+from scgapfill.data.normalization import check_counts
 
 TARGET_SUM = 1e4
 TRAIN_FRACTION = 0.9
@@ -138,9 +138,9 @@ def downsampled_ari(denoised: Any, truth_counts: Any, seed: int = 0, n_pcs: int 
     (pass them back as ``truth_clusters`` to score the next method against the same ones)."""
     from sklearn.metrics import adjusted_rand_score
 
-    from ..metrics import cluster_labels
-    from ..metrics.clustering import _leiden
-    from ..cellgraph import scanpy_neighbours
+    from scgapfill.eval.metrics import cluster_labels
+    from scgapfill.eval.metrics.clustering import _leiden
+    from scgapfill.graph.cellgraph import scanpy_neighbours
 
     if truth_clusters is None:
         truth = _rows_lognorm(check_counts(truth_counts, "truth counts").toarray())

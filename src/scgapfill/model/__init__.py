@@ -4,7 +4,7 @@ Importing this package imports torch and Lightning (seconds); ``import scgapfill
 and loads it on first use of ``scgapfill.GapFill`` or ``scgapfill.impute``.
 """
 
-from .gapfill import GapFill, compute_gene_layout
-from .quick import impute
+from scgapfill.model.gapfill import GapFill, compute_gene_layout
+from scgapfill.model.quick import impute
 
 __all__ = ["GapFill", "compute_gene_layout", "impute"]

@@ -6,20 +6,13 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from ..io import AUTO, checked_counts
-from ..normalization import as_composition, counts_from_lognorm, lognorm, size_factors
-from ..params import ImputeParams
-from ..smoothing import neighbour_fill
+from scgapfill.data.io import AUTO, checked_counts
+from scgapfill.data.normalization import as_composition, counts_from_lognorm, lognorm, size_factors
+from scgapfill.params import ImputeParams
+from scgapfill.graph.smoothing import neighbour_fill
 
 # The neighbours that fill the genes the model does not estimate: the settings of the kNN baseline.
 UNMODELLED_K, UNMODELLED_PCS = 15, 30
-
-
-def counts_of(adata: ad.AnnData, layer: str | None = AUTO) -> tuple[sp.csr_matrix, list[str]]:
-    """The raw counts :func:`~scgapfill.io.checked_counts` finds in ``adata`` (``layer``: ``"auto"``,
-    a layer's name, or None for ``X``) and the gene names, made unique."""
-    found = checked_counts(adata, layer)
-    return found.counts, [str(g) for g in found.var_names]
 
 
 def on_data_genes(
@@ -32,7 +25,7 @@ def on_data_genes(
     per 1e4 counts of the model's genes): genes the model does not know carry their observed values,
     ``log1p(counts / size_factor * 1e4)`` with the size factor over all the data's genes, or with
     ``impute.unmodelled: neighbours`` (the default) every entry of theirs averaged over the cell and its
-    nearest cells (:func:`~scgapfill.smoothing.neighbour_fill`); the model's genes are put on that
+    nearest cells (:func:`~scgapfill.graph.smoothing.neighbour_fill`); the model's genes are put on that
     scale, and with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled
     mass shrinks every observed gene alike. With ``observed_library``, ``fill_only_zeros`` and
     ``unmodelled: observed`` every observed entry equals that log-normalisation exactly.

@@ -10,40 +10,17 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..imputation import align_genes, impute_counts, imputation_record, warn_missing_genes
-from ..io import AUTO, InputCounts, checked_counts
-from ..layout import compute_layout
-from ..model_io import GapFillBundle
-from ..normalization import lognorm, size_factors
-from ..params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
-from ._anndata import at_observed_depth, on_data_genes, same_genes
+from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, warn_missing_genes
+from scgapfill.data.io import AUTO, InputCounts, checked_counts
+from scgapfill.data.layout import compute_gene_layout, laid_out, on_model_genes  # noqa: F401 (compute_gene_layout: scgapfill.model's)
+from scgapfill.nn.bundle import GapFillBundle
+from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
+from scgapfill.model._anndata import at_observed_depth, on_data_genes, same_genes
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "gapfill_model.pt"
-
-
-def compute_gene_layout(values: Any, genes: list[str], layout: LayoutParams | dict | None, depth: int) -> dict:
-    """The genes placed on a grid whose sides the U-Net can halve ``depth`` times.
-
-    ``values`` are the log-normalised counts the layout is learned from (the ``correlation``
-    strategy orders genes by their correlation across these cells).
-    """
-    params = parse("layout", layout)
-    return compute_layout(values, list(genes), strategy=params.strategy, divisor=2**depth, seed=params.seed,
-                          spacing=params.spacing)
-
-
-def laid_out(counts: Any, genes: list[str], layout: LayoutParams | dict | None, depth: int,
-             gene_layout: dict | None = None) -> tuple[Any, dict]:
-    """The counts on a new model's genes, in its column order, and its layout (``gene_layout``, or
-    one learned from the counts' log-normalised values by :func:`compute_gene_layout`).
-
-    What :meth:`GapFill.fit` trains a new model on; :mod:`scgapfill.shards` prepares the same.
-    """
-    if gene_layout is None:
-        gene_layout = compute_gene_layout(lognorm(counts, size_factors(counts)), genes, layout, depth)
-    return _on_genes(counts, genes, gene_layout["genes"]), gene_layout
 
 
 class GapFill:
@@ -119,7 +96,7 @@ class GapFill:
         ``layer``: ``"auto"`` (the default) reads ``layers["counts"]`` when there is one, else
         ``X`` (as ``sc.read_10x_h5`` leaves it); a layer's name reads that layer; ``None`` reads
         ``X``. Whichever is read must hold raw counts (finite, non-negative integers), checked
-        as the pipeline checks its input (:func:`scgapfill.io.checked_counts`).
+        as the pipeline checks its input (:func:`scgapfill.data.io.checked_counts`).
 
         A new model lays the genes out on the grid first (``gene_layout`` gives a layout computed
         elsewhere, e.g. from other cells); a fitted or loaded model continues from its weights
@@ -129,7 +106,7 @@ class GapFill:
         names the model's genes itself) and cells without counts do not train.
         ``logger`` and ``callbacks`` go to Lightning. Returns ``self``.
         """
-        from ..train.fit import fit_gapfill
+        from scgapfill.train.fit import fit_gapfill
 
         found = checked_counts(adata, layer)
         _refuse_no_counts(found)
@@ -141,7 +118,7 @@ class GapFill:
         else:
             if gene_layout is not None:
                 raise ValueError("a fitted model keeps its gene layout; fine-tune without gene_layout")
-            counts = _on_genes(found.counts, genes, self.bundle.gene_names)
+            counts = on_model_genes(found.counts, genes, self.bundle.gene_names)
             with_counts = np.asarray(counts.sum(axis=1)).ravel() > 0
             if not with_counts.all():
                 log.warning("adata: %d cells have no counts on the model's genes and do not train",
@@ -163,7 +140,7 @@ class GapFill:
     def _imputed(self, found: InputCounts) -> tuple[Any, Any, dict, Any]:
         """The imputed values of the cells with counts on the model's genes, which genes were modelled,
         the gene report, and which cells those are (``None``: every cell)."""
-        from ..streaming import cells_with_counts
+        from scgapfill.infer.streaming import cells_with_counts
 
         bundle = self._fitted()
         counts, genes = found.counts, [str(g) for g in found.var_names]
@@ -216,13 +193,13 @@ class GapFill:
         return None if inplace else target
 
     def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
-        """The imputation of counts already on the model's genes (:func:`~scgapfill.imputation.align_genes`),
-        written ``chunk_size`` cells at a time when saved (:class:`~scgapfill.streaming.StreamedImputation`):
+        """The imputation of counts already on the model's genes (:func:`~scgapfill.infer.imputation.align_genes`),
+        written ``chunk_size`` cells at a time when saved (:class:`~scgapfill.infer.streaming.StreamedImputation`):
         for data whose dense result does not fit in memory. ``counts`` may be a
-        :class:`~scgapfill.reference.BackedCounts` (read again when saved, the graph built against its
-        reference: :class:`~scgapfill.reference.ReferenceImputation`); ``obs`` and ``chunk_size`` are then its own."""
-        from ..reference import BackedCounts, ReferenceImputation
-        from ..streaming import StreamedImputation
+        :class:`~scgapfill.infer.reference.BackedCounts` (read again when saved, the graph built against its
+        reference: :class:`~scgapfill.infer.reference.ReferenceImputation`); ``obs`` and ``chunk_size`` are then its own."""
+        from scgapfill.infer.reference import BackedCounts, ReferenceImputation
+        from scgapfill.infer.streaming import StreamedImputation
 
         if isinstance(counts, BackedCounts):
             return ReferenceImputation(self._fitted(), counts, self.impute_params, report)
@@ -243,7 +220,7 @@ class GapFill:
     ) -> "GapFill":
         """A model saved by :meth:`save` (folder or ``.pt`` file) or logged to MLflow (``models:/...``,
         ``runs:/...``), read weights-only; ``train``/``impute`` replace the settings saved with it."""
-        from ..tracking import load_bundle
+        from scgapfill.model.loading import load_bundle
 
         return cls.from_bundle(load_bundle(str(source), label=f"GapFill.load({str(source)!r})"), train, impute)
 
@@ -284,14 +261,3 @@ def _seen(found: InputCounts, genes: list[str], keep_genes: bool) -> tuple[Any, 
                     found.n_empty_cells, list(found.obs_names[~found.cells_with_counts][:5]))
         counts = counts[found.cells_with_counts]
     return counts, genes
-
-
-def _on_genes(counts: Any, genes: list[str], model_genes: list[str]) -> Any:
-    """``counts`` with the model's genes as columns, in its order (as given when they already are)."""
-    if list(genes) == [str(g) for g in model_genes]:
-        return counts
-    aligned, report = align_genes(counts, genes, model_genes)
-    if report["n_missing"]:
-        log.warning("%d of the model's %d genes are not in the data; they train as unobserved",
-                    report["n_missing"], report["n_model_genes"])
-    return aligned

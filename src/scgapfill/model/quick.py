@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import anndata as ad
 
-from ..io import AUTO
-from ..params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
-from .gapfill import GapFill
+from scgapfill.data.io import AUTO
+from scgapfill.params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
+from scgapfill.model.gapfill import GapFill
 
 
 def impute(

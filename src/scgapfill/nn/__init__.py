@@ -1,7 +1,7 @@
 """Plain torch building blocks: the U-Net and the gap-filling loss (no Lightning here)."""
 
-from .losses import gapfill_loss, loss_terms, masked_mae, masked_mse, masked_poisson_nll, ssim, total_variation
-from .unet import UNet, build_unet, input_channels, network_input
+from scgapfill.nn.losses import gapfill_loss, loss_terms, masked_mae, masked_mse, masked_poisson_nll, ssim, total_variation
+from scgapfill.nn.unet import UNet, build_unet, input_channels, network_input
 
 __all__ = [
     "UNet",

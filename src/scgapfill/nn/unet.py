@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from ..params import ModelParams
+    from scgapfill.params import ModelParams
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

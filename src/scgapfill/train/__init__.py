@@ -13,11 +13,11 @@ __all__ = ["fit_gapfill", "GeneScaler"]
 
 def __getattr__(name: str) -> Any:
     if name == "fit_gapfill":
-        from .fit import fit_gapfill
+        from scgapfill.train.fit import fit_gapfill
 
         return fit_gapfill
     if name == "GeneScaler":
-        from .data import GeneScaler
+        from scgapfill.train.data import GeneScaler
 
         return GeneScaler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ Distributed training
   ``None``. Inside ``kedro run`` this re-runs the whole pipeline per rank; use it
   only under ``torchrun``/SLURM launchers.
 
-Ranks that each read only their own cells, prepared once by :mod:`scgapfill.shards`, train through
+Ranks that each read only their own cells, prepared once by :mod:`scgapfill.train.shards`, train through
 the same :func:`_train` and :func:`_bundle` (:mod:`scgapfill.train.sharded`).
 """
 
@@ -36,15 +36,15 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from ..layout import to_grid, validate_layout
-from ..model_io import GapFillBundle
-from ..normalization import lognorm, size_factors
-from ..params import ModelParams, TrainParams, parse
-from ..cellgraph import CellGraph, NeighbourWalk, cell_graph, context_source, counts_digest, graph_key
-from .data import CellDataset, ContextRows, GeneCollate, GeneScaler, as_counts_matrix
-from .module import GapFillModule
-from .resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
-from .trainer import (HISTORY_FILE, build_trainer, epoch_cells, resolve_num_threads, resolve_precision,
+from scgapfill.data.layout import to_grid, validate_layout
+from scgapfill.nn.bundle import GapFillBundle
+from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.params import ModelParams, TrainParams, parse
+from scgapfill.graph.cellgraph import CellGraph, NeighbourWalk, cell_graph, context_source, counts_digest, graph_key
+from scgapfill.train.data import CellDataset, ContextRows, GeneCollate, GeneScaler, as_counts_matrix
+from scgapfill.train.module import GapFillModule
+from scgapfill.train.resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint
+from scgapfill.train.trainer import (HISTORY_FILE, build_trainer, epoch_cells, resolve_num_threads, resolve_precision,
                       torch_threads, uses_cuda)
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def training_data(
 
     ``copy=False`` log-normalises a float64 CSR ``counts`` in place: for a caller that owns its copy
     and needs no counts afterwards (one matrix of the data's size less at the peak). ``digest`` is the
-    counts' :func:`~scgapfill.cellgraph.counts_digest` where the caller has hashed them already.
+    counts' :func:`~scgapfill.graph.cellgraph.counts_digest` where the caller has hashed them already.
     """
     cell_sizes = size_factors(counts)
     graph_settings = (model_params.context_k, model_params.context_n_pcs, train_params.seed)
@@ -277,7 +277,7 @@ def fit_gapfill(
         Cells x genes raw counts the model may see (held-out entries already
         zero), scipy sparse or numpy, columns in ``layout["genes"]`` order.
     layout
-        Gene layout from :func:`scgapfill.layout.compute_layout` with
+        Gene layout from :func:`scgapfill.data.layout.compute_layout` with
         ``divisor=2**model_params.depth``.
     model_params, train_params
         Typed parameters (or dicts validated into them).

@@ -8,12 +8,12 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..masks import sample_training_mask
-from ..nn import build_unet, gapfill_loss, network_input
-from .data import GridScatter
+from scgapfill.data.masks import sample_training_mask
+from scgapfill.nn import build_unet, gapfill_loss, network_input
+from scgapfill.train.data import GridScatter
 
 if TYPE_CHECKING:
-    from ..params import ModelParams, TrainParams
+    from scgapfill.params import ModelParams, TrainParams
 
 # Different streams for the training and validation masks, and per DDP rank.
 _VAL_SEED_OFFSET = 1_000_003

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +21,8 @@ from typing import Any, Iterator
 
 import scipy.sparse as sp
 
-from ..cellgraph import counts_digest
-from ..params import ModelParams, TrainParams
+from scgapfill.graph.cellgraph import counts_digest
+from scgapfill.params import ModelParams, TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,47 @@ TEMP_PREFIX = "scgapfill-fit-"
 _NOT_IDENTITY = {"resume", "checkpoint_dir", "enable_progress_bar", "num_workers", "num_threads"}
 
 
+class Terminated(Exception):
+    """The process was asked to stop (SIGTERM, Ctrl-C): raised where it was, so cleanup and error hooks run.
+
+    ``checkpoint`` is the ``last.ckpt`` a rerun resumes from, set on the way out of training
+    (:func:`~scgapfill.train.resume.checkpoint_folder`); None when nothing can be resumed.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.checkpoint: str | None = None
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        """A shell's code for a process ended by the signal: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + self.signum
+
+    def summary(self) -> str:
+        """The one line a stopped run ends on: what stopped it, its MLflow status and how to go on."""
+        epoch = resumed_epoch(self.checkpoint) if self.checkpoint else None
+        if epoch is not None:
+            then = f"rerun to resume from epoch {epoch}"
+        elif self.checkpoint:
+            then = f"rerun to resume from {self.checkpoint}"
+        else:
+            then = "rerun to start again (no training checkpoint to resume from)"
+        return f"{self}; status KILLED; {then}"
+
+
+def termination(error: BaseException | None) -> Terminated | None:
+    """The :class:`Terminated` behind ``error``, through the wrappers (Kedro's ``DatasetError``) around it
+    and the errors of hooks that failed while it was handled (kedro-mlflow's)."""
+    while error is not None and not isinstance(error, Terminated):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def run_fingerprint(counts: sp.csr_matrix, layout: dict, model_params: ModelParams, train_params: TrainParams,
                     digest: Any = None) -> str:
     """A short hash of the counts, the layout and the result-changing parameters; ``digest``, the counts'
-    :func:`~scgapfill.cellgraph.counts_digest` where the caller has it already."""
+    :func:`~scgapfill.graph.cellgraph.counts_digest` where the caller has it already."""
     digest = (counts_digest(counts) if digest is None else digest).copy()
     identity = {
         "layout": layout,
@@ -73,8 +111,6 @@ def checkpoint_folder(train_params: TrainParams, fingerprint: str, resumable: bo
     try:
         yield str(folder), resume_from
     except Exception as error:
-        from ..run_record import termination
-
         stop = termination(error)
         if stop is not None and last.is_file():  # what the stopped run's last line names
             stop.checkpoint = str(last)

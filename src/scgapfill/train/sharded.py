@@ -1,9 +1,9 @@
-"""Training from shard files (:mod:`scgapfill.shards`): each rank reads the metadata and its own shards only.
+"""Training from shard files (:mod:`scgapfill.train.shards`): each rank reads the metadata and its own shards only.
 
 The model, the optimiser and Lightning's run are those of :func:`~scgapfill.train.fit.fit_gapfill`;
 what differs is where a rank's cells come from. They are already split between the ranks, so
 Lightning's distributed sampler is off, and every rank runs the same number of batches, the fewest
-any rank has (:func:`~scgapfill.shards.batch_limits`), since DDP's all-reduce waits for every rank.
+any rank has (:func:`~scgapfill.train.shards.batch_limits`), since DDP's all-reduce waits for every rank.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..model_io import GapFillBundle
-from ..params import ModelParams, TrainParams, merged, parse
-from ..shards import FIXED_TRAIN_KEYS, META_FILE, ShardError, batch_limits, rank_shards, read_shards
-from .fit import _bundle, _train, seeded_module
-from .resume import _NOT_IDENTITY
-from .trainer import resolve_precision
+from scgapfill.nn.bundle import GapFillBundle
+from scgapfill.params import ModelParams, TrainParams, merged, parse
+from scgapfill.train.shards import FIXED_TRAIN_KEYS, META_FILE, ShardError, batch_limits, rank_shards, read_shards
+from scgapfill.train.fit import _bundle, _train, seeded_module
+from scgapfill.train.resume import _NOT_IDENTITY
+from scgapfill.train.trainer import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def shard_parameters(meta: dict, overrides: dict) -> dict:
     for section, values in overrides.items():
         if section not in ("train", "impute"):
             raise ShardError(f"--set {section}.*: fixed when the shards were prepared ({META_FILE}); prepare them "
-                             f"again with that setting (python -m scgapfill.shards ... --set {section}.KEY=VALUE)")
+                             f"again with that setting (python -m scgapfill.train.shards ... --set {section}.KEY=VALUE)")
         for key in FIXED_TRAIN_KEYS if section == "train" else ():
             if key in values and values[key] != saved["train"][key]:
                 raise ShardError(f"--set train.{key}={values[key]}: the shards were prepared with train.{key}="
@@ -78,7 +78,7 @@ def fit_from_shards(shard_dir: str | Path, meta: dict, params: dict, rank: int, 
                     logger: Any = None, callbacks: list | None = None) -> GapFillBundle | None:
     """Train on this rank's shards (``rank``, ``rank + world_size``, ...); the bundle on rank 0, else ``None``.
 
-    ``meta`` is the shards' :func:`~scgapfill.shards.read_metadata`, ``params`` the sections from
+    ``meta`` is the shards' :func:`~scgapfill.train.shards.read_metadata`, ``params`` the sections from
     :func:`shard_parameters`.
     """
     model_params, train_params = parse("model", params["model"]), parse("train", params["train"])

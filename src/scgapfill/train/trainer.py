@@ -13,8 +13,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ..params import TrainParams
-from .callbacks import EpochHistory, EpochLog, weight_average
+from scgapfill.params import TrainParams
+from scgapfill.train.callbacks import EpochHistory, EpochLog, weight_average
 
 HISTORY_FILE = "history.json"
 
@@ -91,7 +91,7 @@ def build_trainer(train_params: TrainParams, workdir: str, precision: str, n_bat
     """The Trainer; ``n_batches`` training batches per epoch at most, from ``n_cells`` training cells.
 
     ``val_batches`` (``None``: Lightning's distributed sampler shards one shared data set) says that
-    each rank already holds its own cells (:mod:`scgapfill.shards`): the sampler is off and every
+    each rank already holds its own cells (:mod:`scgapfill.train.shards`): the sampler is off and every
     rank runs ``n_batches`` training and ``val_batches`` validation batches, the fewest any rank has,
     since a rank that runs one batch more waits forever in an all-reduce the others never join.
     """

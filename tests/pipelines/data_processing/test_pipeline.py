@@ -56,7 +56,7 @@ def test_registry_has_data_processing_and_training() -> None:
     data_nodes = {n.name for n in pipelines["data_processing"].nodes}
     assert data_nodes <= {n.name for n in pipelines["training"].nodes}
     # The layout is the modeling pipeline's, learned from the masked counts: no rewiring.
-    layout = {n.name: n for n in pipelines["training"].nodes}["gene_layout_node"]
+    layout = {n.name: n for n in pipelines["training"].nodes}["compute_gene_layout_node"]
     assert "modeling" in layout.tags and "masked" in layout.inputs
 
 

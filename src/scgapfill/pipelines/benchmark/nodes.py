@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from scgapfill import benchmark
+from scgapfill.eval import benchmark
 
 
 def run_benchmark(parameters: dict) -> pd.DataFrame:

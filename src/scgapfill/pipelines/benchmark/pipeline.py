@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import run_benchmark, summarise_benchmark
+from scgapfill.pipelines.benchmark.nodes import run_benchmark, summarise_benchmark
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -1,5 +1,5 @@
 """QC, normalisation and gene selection."""
 
-from .pipeline import create_pipeline
+from scgapfill.pipelines.data_processing.pipeline import create_pipeline
 
 __all__ = ["create_pipeline"]

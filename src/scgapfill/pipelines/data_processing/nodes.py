@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anndata as ad
 
-from scgapfill import io, preprocessing
+from scgapfill.data import io, preprocessing
 
 
 def load_counts(input_params: dict) -> ad.AnnData:

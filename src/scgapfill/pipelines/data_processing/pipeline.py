@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import load_counts, normalize, quality_control, select_genes
+from scgapfill.pipelines.data_processing.nodes import load_counts, normalize, quality_control, select_genes
 
 
 def create_pipeline(**kwargs) -> Pipeline:

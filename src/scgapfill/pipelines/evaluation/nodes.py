@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import anndata as ad
 import numpy as np
@@ -11,9 +10,8 @@ import pandas as pd
 import scipy.sparse as sp
 from matplotlib.figure import Figure
 
-from scgapfill import plots
-from scgapfill.baselines import available_baselines, run_baseline
-from scgapfill.evaluate import EvaluationData, build_evaluation_data, score_method
+from scgapfill.eval import plots, protocol
+from scgapfill.eval.evaluate import EvaluationData, build_evaluation_data, score_method
 from scgapfill.params import parse
 
 log = logging.getLogger(__name__)
@@ -31,22 +29,7 @@ def prepare_evaluation(
 
 def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, baselines: dict) -> dict[str, dict]:
     """Each baseline imputes the masked counts and denoises the MCV train split: the U-Net's inputs."""
-    params = parse("baselines", baselines)
-    available = available_baselines()
-    outputs = {}
-    for name in params.methods:
-        if name not in available:
-            # No rich markup: Kedro's console handler would read [scvi] as a style tag and drop it.
-            log.warning("Baseline %s is not available here (pip install -e '.[scvi]' for scvi); skipped", name,
-                        extra={"markup": False})
-            continue
-        kwargs = {"k": params.knn_k} if name == "knn" else {}
-        start = time.perf_counter()
-        imputed = run_baseline(name, masked.layers["counts"], seed=0, **kwargs)
-        denoised = run_baseline(name, mcv_train.layers["counts"], seed=0, **kwargs)
-        outputs[name] = {"imputed": imputed, "mcv": denoised, "seconds": time.perf_counter() - start}
-        log.info("Baseline %s: %.1f s", name, outputs[name]["seconds"])
-    return outputs
+    return protocol.run_baselines(masked, mcv_train, parse("baselines", baselines))
 
 
 def score_methods(

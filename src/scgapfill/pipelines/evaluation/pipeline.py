@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import prepare_evaluation, run_baselines, score_methods
+from scgapfill.pipelines.evaluation.nodes import prepare_evaluation, run_baselines, score_methods
 
 
 def create_pipeline(**kwargs) -> Pipeline:

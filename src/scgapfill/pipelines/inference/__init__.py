@@ -1,5 +1,5 @@
 """Apply a trained model to a new data set."""
 
-from .pipeline import create_pipeline
+from scgapfill.pipelines.inference.pipeline import create_pipeline
 
 __all__ = ["create_pipeline"]

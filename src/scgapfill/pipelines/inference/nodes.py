@@ -17,7 +17,7 @@ def load_model(inference: dict, impute: dict):
     """The model named by ``inference.uri`` (MLflow URI, folder or .pt file), read weights-only,
     imputing with this run's ``impute.*`` settings."""
     from scgapfill.model import GapFill
-    from scgapfill.tracking import load_bundle
+    from scgapfill.model.loading import load_bundle
 
     # Not GapFill.load: its errors name the Python call, these name the parameter the user set.
     return GapFill.from_bundle(load_bundle(parse("inference", inference).uri), impute=parse("impute", impute))
@@ -29,13 +29,13 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
     A ``.h5ad`` is read in backed mode ``inference.chunk_size`` cells at a time; other inputs
     (or ``chunk_size: 0``) are read whole. Cells without a count on the model's genes are skipped.
     A ``.h5ad`` of more than ``inference.reference_cells`` cells is only checked here and a reference
-    of that many kept (:mod:`scgapfill.reference`): it is read again, chunk by chunk, when imputed.
+    of that many kept (:mod:`scgapfill.infer.reference`): it is read again, chunk by chunk, when imputed.
     """
-    from scgapfill import io
-    from scgapfill.imputation import align_genes, warn_missing_genes
-    from scgapfill.reference import read_with_reference
-    from scgapfill.streaming import read_aligned_counts_backed, read_obs
-    from scgapfill.tracking import log_metric_if_tracking
+    from scgapfill.data import io
+    from scgapfill.infer.imputation import align_genes, warn_missing_genes
+    from scgapfill.infer.reference import read_with_reference
+    from scgapfill.infer.streaming import read_aligned_counts_backed, read_obs
+    from scgapfill.glue.tracking import log_metric_if_tracking
 
     path = parse("input", input_params).path.strip()
     settings = parse("inference", inference)
@@ -63,7 +63,7 @@ def load_aligned_counts(input_params: dict, inference_model, inference: dict) ->
 
 def _with_counts(counts: sp.csr_matrix, obs, path: str, report: dict) -> dict:
     """The cells with counts on the model's genes (the others skipped, with a warning)."""
-    from scgapfill.streaming import cells_with_counts
+    from scgapfill.infer.streaming import cells_with_counts
 
     kept = cells_with_counts(np.asarray(counts.sum(axis=1)).ravel(), obs, path, report)
     return {"counts": sp.csr_matrix(counts[kept], dtype=np.float32), "obs": obs.loc[kept].copy()}

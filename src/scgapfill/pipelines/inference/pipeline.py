@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import impute_new, load_aligned_counts, load_model
+from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts, load_model
 
 
 def create_pipeline(**kwargs) -> Pipeline:

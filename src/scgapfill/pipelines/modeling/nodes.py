@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from matplotlib.figure import Figure
 
-from scgapfill.normalization import lognorm
+from scgapfill.data.normalization import lognorm
 from scgapfill.params import parse
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def train_model(mcv_train: ad.AnnData, gene_layout: dict, model: dict, train: di
     unseen as well, so both the held-out and the MCV scores come from one trained model.
     """
     from scgapfill.model import GapFill
-    from scgapfill.tracking import active_run_logger
+    from scgapfill.glue.tracking import active_run_logger
 
     _check_genes(mcv_train, gene_layout)
     start = time.perf_counter()
@@ -76,7 +76,7 @@ def train_model(mcv_train: ad.AnnData, gene_layout: dict, model: dict, train: di
 
 
 def loss_curve_figure(gapfill_model) -> Figure:
-    from scgapfill.plots import loss_curves
+    from scgapfill.eval.plots import loss_curves
 
     return loss_curves(gapfill_model.history)
 
@@ -150,7 +150,7 @@ def log_model(gapfill_model, masked: ad.AnnData) -> dict:
     """
     import pandas as pd
 
-    from scgapfill.tracking import log_gapfill_model
+    from scgapfill.glue.tracking import log_gapfill_model
 
     _check_genes(masked, gapfill_model.bundle.layout)
     gene_means = np.asarray(sp.csr_matrix(masked.layers["counts"]).mean(axis=0)).ravel()

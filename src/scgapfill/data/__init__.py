@@ -1,0 +1,1 @@
+"""Data in: readers, the simulator, quality control and normalisation, masks, the gene layout."""
