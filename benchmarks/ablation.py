@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
+from _common import machine_line, merged, parameters, quiet_train
 from scgapfill.eval.benchmark import method_runners, run_benchmark, summarise, unet_method
-from scgapfill.params import dotted_overrides, merged, read_parameter_files
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # 2,000 optimiser steps whatever the data's size, the learning rate down to 0 along a half cosine
 COSINE_2000 = {"cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000, "lr_schedule": "cosine"}
@@ -75,27 +69,6 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def base_parameters() -> dict:
-    return read_parameter_files(ROOT / "conf" / "base")
-
-
-# Kept under these names for the other scripts here that import them.
-merge, overrides = merged, dotted_overrides
-
-
-def print_variant_tables(frame: pd.DataFrame, metrics: list[str]) -> None:
-    """Mean ± sd over seeds per data set and ``variant`` (the probes' tables), metrics with any value."""
-    for dataset, rows in frame.groupby("dataset", sort=False):
-        columns = [c for c in metrics if rows[c].notna().any()]
-        print(f"### {dataset} ({rows.n_cells.iloc[0]} cells x {rows.n_genes.iloc[0]} genes; training "
-              f"{rows.training_seconds.mean():.0f} s per seed)\n")
-        print("| variant | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
-        for name, group in rows.groupby("variant", sort=False):
-            cells = [f"{group[c].mean():.4f} ± {group[c].std(ddof=1) if len(group) > 1 else 0:.4f}" for c in columns]
-            print(f"| {name} | " + " | ".join(cells) + " |")
-        print()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))
@@ -108,10 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    base = merge(base_parameters(), overrides(args.set))
-    base["train"] = {**base.get("train", {}), "enable_progress_bar": False}
+    base = parameters(args.set)
+    base["train"] = quiet_train(base)
     base["benchmark"] = {"datasets": args.datasets, "methods": [], "n_seeds": args.seeds}
-    methods = {name: unet_method(merge(base, CONFIGS[name])) for name in args.configs}
+    methods = {name: unet_method(merged(base, CONFIGS[name])) for name in args.configs}
     methods.update(method_runners({**base, "benchmark": {**base["benchmark"], "methods": args.baselines}}))
 
     done: list[dict] = []
@@ -127,10 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     runs = run_benchmark(base, methods=methods, on_result=report)
     _, markdown = summarise(runs)
-    import torch
-
-    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"device {'cuda' if torch.cuda.is_available() else 'cpu'}; python {sys.version.split()[0]}")
+    print("\n" + machine_line(torch=True))
     print(f"total {time.perf_counter() - start:.0f} s; rows in {args.out}\n")
     print(markdown)
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+from _common import machine_line  # noqa: E402
 
 
 def network_flops(grid: tuple[int, int], batch_size: int) -> tuple[float, float]:
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     peak = matmul_rate(args.matmul_size)
     achieved = training_step_rate(grid, args.batch_size, step)
     work = args.train_cells * step + (args.val_cells + args.impute_cells) * forward
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), python {platform.python_version()}")
+    print(machine_line(torch=True))
     print(f"network: default model parameters on a {grid[0]}x{grid[1]} grid; {forward / 1e6:.0f} MFLOP per cell "
           f"forward, {step / 1e6:.0f} MFLOP per training cell (forward + backward)")
     print(f"work: {args.train_cells:,} training cells, {args.val_cells:,} validation cells, "

@@ -13,13 +13,12 @@ nothing to its own input channel.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
+from _common import machine_line
 from scgapfill.data import masks
 from scgapfill.eval import metrics
 from scgapfill.eval.benchmark import prepare_dataset
@@ -44,7 +43,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     seeds = list(range(args.seed, args.seed + args.seeds))
     settings = [(setting, space) for setting in (SWEEP if args.sweep else SETTINGS) for space in args.spaces]
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; mask seeds {seeds}\n")
+    print(machine_line(f"mask seeds {seeds}") + "\n")
     print("| data set | cells x genes | k | PCs | steps | space | held-out Pearson | truth RMSE (zeros filled) |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.datasets:

@@ -23,22 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from _common import machine_line as common_machine_line
+from _common import parameters as common_parameters
+
 SCORES = ["mse", "mse_removed", "poisson", "gene_pearson", "ari", "seconds"]
 
 
 def load_parameters(overrides: list[str]) -> dict:
-    """conf/base's parameters with ``key.sub=value`` overrides (values read as YAML)."""
-    from scgapfill.params import dotted_overrides, merged, read_parameter_files
-
-    return merged(read_parameter_files("conf/base"), dotted_overrides(overrides))
+    """conf/base's parameters (from the working folder) with ``key.sub=value`` overrides (values read as YAML)."""
+    return common_parameters(overrides, conf="conf/base")
 
 
 def dataset_counts(name: str, parameters: dict):
@@ -72,8 +70,8 @@ def summary(runs: pd.DataFrame) -> str:
 
 
 def machine_line() -> str:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({usable} usable); python {sys.version.split()[0]}"
+    """The common machine line in this script's format (no torch, no thread variables: unchanged output)."""
+    return common_machine_line(torch=False, omp=False)
 
 
 def main(argv: list[str] | None = None) -> None:

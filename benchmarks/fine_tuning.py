@@ -18,18 +18,16 @@ and the held-out Pearson, per-gene held-out Pearson and ARI of the evaluation's 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
 import numpy as np
 
-from ablation import base_parameters
+from _common import machine_line, parameters, quiet_train
 from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.eval import protocol
 from scgapfill.eval.evaluate import build_evaluation_data, score_method
 from scgapfill.model import GapFill
-from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 from scgapfill.data.simulate import simulate
 
@@ -39,7 +37,7 @@ def source_model(params: dict, genes: list[str], n_cells: int) -> tuple[GapFill,
     sim = simulate({**params["input"]["simulation"], "n_cells": n_cells, "n_genes": len(genes), "seed": 1})
     sim.var_names = genes
     sim.layers["counts"] = sim.X.copy()
-    train = {**params["train"], "enable_progress_bar": False}
+    train = quiet_train(params)
     start = time.perf_counter()
     model = GapFill(params["model"], train, params["layout"], params["impute"]).fit(sim, layer="counts")
     return model, time.perf_counter() - start
@@ -51,22 +49,18 @@ def main() -> None:
     parser.add_argument("--source-cells", type=int, default=2000)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    params = base_parameters()
+    params = parameters()
     processed = prepare_dataset("pbmc68k_reduced", params)
     genes = list(processed.var_names)
     source, source_seconds = source_model(params, genes, args.source_cells)
-    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; target pbmc68k_reduced "
-          f"{processed.n_obs} cells x {processed.n_vars} genes; source: simulation of {args.source_cells} cells, "
-          f"{len(source.history)} epochs in {source_seconds:.1f} s")
+    print(machine_line(f"target pbmc68k_reduced {processed.n_obs} cells x {processed.n_vars} genes; source: "
+                       f"simulation of {args.source_cells} cells, {len(source.history)} epochs in {source_seconds:.1f} s"))
     print("| seed | method | epochs | best epoch | train s | held-out r | per-gene held-out r | ARI after |")
     print("|---|---|---|---|---|---|---|---|")
-    normalize = params["normalize"]
-    train = {**params["train"], "enable_progress_bar": False}
+    train = quiet_train(params)
     for seed in range(args.seeds):
-        mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": seed})
-        masked = masking.mask_counts(processed, mask, normalize)
-        mcv_train, test = masking.split_molecules(masked, {**params["mcv"], "seed": seed}, normalize)
+        # The protocol's split (what the masking pipeline makes), this script's seeds for both draws.
+        mask, masked, mcv_train, test = protocol.split(processed, params, seed, seed)
         data = build_evaluation_data(processed, mask, mcv_train.layers["counts"], test)
         layout = compute_gene_layout(masked, params["layout"], params["model"])
         for method in ("scratch", "fine-tuned"):

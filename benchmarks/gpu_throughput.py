@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+from _common import machine_line  # noqa: E402
 
 VARIANTS = {
     "channels-last": {"channels_last": True, "compile": False},
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                          impute_rate, peak, bundle.info["best_val_loss"]))
 
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, device {device.type} ({name}), "
-          f"torch {torch.__version__}, python {sys.version.split()[0]}")
+    print(machine_line(f"measured on device {device.type} ({name})", torch=True))
     print(f"data: simulation, {counts.shape[0]} cells x {counts.shape[1]} genes, grid "
           + "x".join(map(str, layout["shape"])) + f"; {args.steps} steps per variant, {args.workers} loader workers")
     print("preparation: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + "\n")

@@ -15,8 +15,6 @@ against the noise-free mean at the same entries: how good a denoiser it is there
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
@@ -24,15 +22,15 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import pearsonr, poisson
 
-from ablation import base_parameters, merge, overrides
+from _common import machine_line, parameters, quiet_train
 from scgapfill.eval.baselines import run_baseline
 from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.eval import protocol
 from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.eval.evaluate import build_evaluation_data
 from scgapfill.model import GapFill
 from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import parse
-from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 
 
@@ -43,13 +41,11 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="parameter overrides: model.context_steps=3")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    params = merge(base_parameters(), overrides(args.set))
+    params = parameters(args.set)
     processed = prepare_dataset(args.dataset, params)
     counts = sp.csr_matrix(processed.layers["counts"])
-    normalize = params.get("normalize", {})
-    mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": args.seed})
-    masked_data = masking.mask_counts(processed, mask, normalize)
-    train_data, test = masking.split_molecules(masked_data, {**params["mcv"], "seed": args.seed}, normalize)
+    # The protocol's split (what the masking pipeline makes), this script's seeds for both draws.
+    mask, masked_data, train_data, test = protocol.split(processed, params, args.seed, args.seed)
     masked = masked_data.layers["counts"]
     data = build_evaluation_data(processed, mask, train_data.layers["counts"], test)
     sf = size_factors(masked)
@@ -58,7 +54,7 @@ def main() -> None:
     impute = parse("impute", {**params.get("impute", {}), "fill_only_zeros": True})
     layout = compute_gene_layout(masked_data, params.get("layout", {}), params["model"])
     start = time.perf_counter()
-    gapfill = GapFill(model, {**params["train"], "enable_progress_bar": False}, params.get("layout"), impute)
+    gapfill = GapFill(model, quiet_train(params), params.get("layout"), impute)
     gapfill.fit(train_data, gene_layout=layout)  # as the benchmark: the MCV train split
     seconds = time.perf_counter() - start
     imputed = gapfill.impute_matrix(masked_data)[0]
@@ -97,9 +93,8 @@ def main() -> None:
     ]
     if oracle is not None:
         estimates.append(("oracle: noise-free mean (not an imputation)", oracle))
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; {args.dataset} "
-          f"{counts.shape[0]} x {counts.shape[1]}, mask seed {args.seed}, overrides {args.set or 'none'}; "
-          f"training {seconds:.0f} s\n")
+    print(machine_line(f"{args.dataset} {counts.shape[0]} x {counts.shape[1]}, mask seed {args.seed}, "
+                       f"overrides {args.set or 'none'}; training {seconds:.0f} s") + "\n")
     if oracle is None:
         print("| held-out Pearson of | value |\n|---|---|")
         for name, estimate in estimates:

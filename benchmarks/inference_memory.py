@@ -11,14 +11,14 @@ seconds and the peak RSS of that process.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import machine_line
 
 
 def prepare(workdir: Path, cells: int, genes: int) -> None:
@@ -97,8 +97,7 @@ def main() -> None:
         workdir = Path(tmp)
         prepare(workdir, args.cells, args.genes)
         dense_mb = args.cells * args.genes * 4 / 2**20
-        print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-              f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+        print(machine_line(torch=True))
         print(f"data: {args.cells} cells x {args.genes} genes (dense float32 result {dense_mb:.0f} MB), "
               f"input {(workdir / 'new.h5ad').stat().st_size / 2**20:.0f} MB on disk\n")
         print("| mode | chunk size | seconds | peak RSS (MB) |")

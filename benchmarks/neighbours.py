@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -24,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from _common import machine_line  # noqa: E402
 from scgapfill.graph.cellgraph import EXACT_MAX_CELLS, nearest_neighbours  # noqa: E402
 
 
@@ -47,9 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     _, compile_s = timed(lambda: nearest_neighbours(clustered(2_000, args.dims), args.k, exact_max_cells=0))
-    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores usable, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-          f"{args.dims} dims, k={args.k}; EXACT_MAX_CELLS={EXACT_MAX_CELLS}")
+    print(machine_line(f"{args.dims} dims, k={args.k}; EXACT_MAX_CELLS={EXACT_MAX_CELLS}"))
     print(f"pynndescent's first search in this process (2,000 cells; compiles its kernels): {compile_s:.1f} s")
     print("| cells | exact s | approximate s | exact / approximate | recall |")
     print("|---|---|---|---|---|")

@@ -21,22 +21,20 @@ output read the same way, it shows how much of a held-out score is the cell-spec
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ablation import base_parameters, merge, overrides, print_variant_tables
+from _common import machine_line, parameters, print_variant_tables, quiet_train
 from scgapfill.eval.baselines.simple import zeros_as_nonzero_draws
 from scgapfill.eval.benchmark import method_runners, prepare_dataset
+from scgapfill.eval import protocol
 from scgapfill.eval.evaluate import score_method
 from scgapfill.model import GapFill
 from scgapfill.params import ImputeParams
 from scgapfill.pipelines.evaluation import nodes as evaluation_nodes
-from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 
 COLUMNS = ["heldout_pearson", "heldout_gene_pearson_median", "heldout_gene_pearson_given_depth", "mcv_mse",
@@ -70,20 +68,19 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="output variants to score (default: all); the probes and references always run")
     args = parser.parse_args()
-    params = merge(base_parameters(), overrides(args.set))
-    normalize, evaluation = params.get("normalize", {}), params.get("evaluation", {})
+    params = parameters(args.set)
+    evaluation = params.get("evaluation", {})
     references = method_runners({**params, "benchmark": {"methods": ["magic", "gene_depth"]}})
     records = []
     for dataset in args.datasets:
         processed = prepare_dataset(dataset, params)
         for seed in range(args.seeds):
-            mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": seed})
-            masked = masking.mask_counts(processed, mask, normalize)
-            train, test = masking.split_molecules(masked, {**params["mcv"], "seed": seed}, normalize)
+            # The protocol's split (what the masking pipeline makes), this script's seeds for both draws.
+            mask, masked, train, test = protocol.split(processed, params, seed, seed)
             data = evaluation_nodes.prepare_evaluation(processed, mask, train, test, evaluation)
             layout = compute_gene_layout(masked, params.get("layout", {}), params["model"])
             start = time.perf_counter()
-            gapfill = GapFill(params["model"], {**params["train"], "enable_progress_bar": False}, params.get("layout"))
+            gapfill = GapFill(params["model"], quiet_train(params), params.get("layout"))
             gapfill.fit(train, layer="counts", gene_layout=layout)
             seconds = time.perf_counter() - start
             outputs = {}
@@ -109,9 +106,8 @@ def main() -> None:
             if args.out:
                 pd.DataFrame(records).to_csv(args.out, index=False)
     frame = pd.DataFrame(records)
-    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS "
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; mask seeds 0-{args.seeds - 1}, mean ± sd; "
-          f"overrides: {' '.join(args.set) or 'none'}\n")
+    print("\n" + machine_line(f"mask seeds 0-{args.seeds - 1}, mean ± sd; overrides: {' '.join(args.set) or 'none'}")
+          + "\n")
     print_variant_tables(frame, COLUMNS)
 
 

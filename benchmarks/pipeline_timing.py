@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+
+from _common import machine_line, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,11 +61,9 @@ def main() -> None:
 
         info = json.loads(summary.read_text())
         size = f"; {info.get('n_cells')} cells x {info.get('n_genes')} genes, {info.get('epochs_run')} epochs"
-    print(f"\nmachine: {platform.platform()}, {os.cpu_count()} CPUs; pipeline {args.pipeline}{size}\n")
-    print("| node | seconds |\n|---|---|")
-    for name, seconds in sorted(timer.seconds.items(), key=lambda kv: -kv[1]):
-        print(f"| {name} | {seconds:.1f} |")
-    print(f"| whole session (nodes, catalog, hooks) | {total:.1f} |")
+    print("\n" + machine_line(f"pipeline {args.pipeline}{size}") + "\n")
+    rows = [(name, f"{seconds:.1f}") for name, seconds in sorted(timer.seconds.items(), key=lambda kv: -kv[1])]
+    print_table(["node", "seconds"], [*rows, ("whole session (nodes, catalog, hooks)", f"{total:.1f}")])
 
 
 if __name__ == "__main__":

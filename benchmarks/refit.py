@@ -13,16 +13,14 @@ entry, the whole data set, nothing held out). Prints the seconds of each deliver
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
-from ablation import base_parameters
+from _common import machine_line, parameters, quiet_train
 from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.eval import protocol
 from scgapfill.eval.metrics import truth_scores
 from scgapfill.model import GapFill
-from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling import nodes as modeling
 
 
@@ -31,18 +29,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    params = base_parameters()
+    params = parameters()
     processed = prepare_dataset("simulated", params)
-    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; simulated {processed.n_obs} cells x "
-          f"{processed.n_vars} genes")
+    print(machine_line(f"simulated {processed.n_obs} cells x {processed.n_vars} genes"))
     print("| seed | final.refit | deliverable s | truth RMSE | truth-mean RMSE | truth-mean Pearson |")
     print("|---|---|---|---|---|---|")
-    normalize, train = params["normalize"], {**params["train"], "enable_progress_bar": False}
+    normalize, train = params["normalize"], quiet_train(params)
     for seed in range(args.seeds):
-        mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": seed})
-        masked = masking.mask_counts(processed, mask, normalize)
-        mcv_train, _ = masking.split_molecules(masked, {**params["mcv"], "seed": seed}, normalize)
+        # The protocol's split (what the masking pipeline makes), this script's seeds for both draws.
+        mask, masked, mcv_train, _ = protocol.split(processed, params, seed, seed)
         layout = modeling.compute_gene_layout(masked, params["layout"], params["model"])
         model = GapFill(params["model"], train, params["layout"], params["impute"])
         model.fit(mcv_train, layer="counts", gene_layout=layout)

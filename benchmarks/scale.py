@@ -55,8 +55,6 @@ import cProfile
 import json
 import logging
 import math
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -68,6 +66,8 @@ import numpy as np
 import pandas as pd
 
 import inference_memory
+from _common import machine_line as common_machine_line
+from _common import parameters, quiet_train
 
 REFERENCE = "magic"  # the method every time is divided by
 UNET = "unet"
@@ -165,7 +165,7 @@ def prepare_size(workdir: Path, params: dict) -> dict:
 def unet_settings(params: dict) -> dict:
     """The training parameters of a benchmark run: no progress bar, and never resumed from a
     checkpoint another run left (its time would not be this run's)."""
-    return {**params.get("train", {}), "enable_progress_bar": False, "checkpoint_dir": "", "resume": "never"}
+    return quiet_train(params, checkpoint_dir="", resume="never")
 
 
 def run_unet(masked, params: dict, stage_times: bool) -> tuple[np.ndarray, dict]:
@@ -331,11 +331,8 @@ def method_order(baselines: list[str]) -> list[str]:
 
 
 def run_parameters(settings: list[str]) -> dict:
-    """conf/base with the ``--set`` overrides, for every stage (imported here: ablation pulls in the benchmark module,
-    seconds of imports each child process need not pay)."""
-    from ablation import base_parameters, merge, overrides
-
-    return merge(base_parameters(), overrides(settings))
+    """conf/base with the ``--set`` overrides, for every stage."""
+    return parameters(settings)
 
 
 def training_threads(params: dict) -> int:
@@ -346,12 +343,8 @@ def training_threads(params: dict) -> int:
 
 
 def machine_line(params: dict) -> str:
-    import torch
-
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({usable} usable), torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads; training: {training_threads(params)}), "
-            f"device {'cuda' if torch.cuda.is_available() else 'cpu'}; python {sys.version.split()[0]}")
+    """The common machine line, with the torch threads training uses under ``params``."""
+    return common_machine_line(f"training threads {training_threads(params)}", torch=True)
 
 
 def markdown_header(columns: list[tuple]) -> str:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import platform
 import time
 import warnings
 
@@ -24,16 +22,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ablation import base_parameters, print_variant_tables
+from _common import machine_line, parameters, print_variant_tables, quiet_train
 from scgapfill.eval.baselines import run_baseline
 from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.eval import protocol
 from scgapfill.graph.cellgraph import diffuse, knn_graph, pca_embedding
 from scgapfill.eval.evaluate import build_evaluation_data, score_method
 from scgapfill.infer.imputation import impute_counts
 from scgapfill.model import GapFill
 from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ImputeParams
-from scgapfill.pipelines.masking import nodes as masking
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 
 COLUMNS = ["heldout_pearson", "ari_after", "ari_before", "truth_rmse", "truth_mean_rmse", "heldout_truth_mean_pearson"]
@@ -79,21 +77,19 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="CSV of the per-seed rows")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    params = base_parameters()
-    normalize = params.get("normalize", {})
+    params = parameters()
     records = []
     for dataset in args.datasets:
         processed = prepare_dataset(dataset, params)
         counts = sp.csr_matrix(processed.layers["counts"])
         for seed in range(args.seeds):
-            mask = masking.make_heldout_mask(processed, {**params["heldout"], "seed": seed})
-            masked_data = masking.mask_counts(processed, mask, normalize)
-            train, test = masking.split_molecules(masked_data, {**params["mcv"], "seed": seed}, normalize)
+            # The protocol's split (what the masking pipeline makes), this script's seeds for both draws.
+            mask, masked_data, train, test = protocol.split(processed, params, seed, seed)
             masked = masked_data.layers["counts"]
             data = build_evaluation_data(processed, mask, train.layers["counts"], test)
             layout = compute_gene_layout(masked_data, params.get("layout", {}), params["model"])
             start = time.perf_counter()
-            gapfill = GapFill(params["model"], {**params["train"], "enable_progress_bar": False}, params.get("layout"))
+            gapfill = GapFill(params["model"], quiet_train(params), params.get("layout"))
             bundle = gapfill.fit(train, gene_layout=layout).bundle
             seconds = time.perf_counter() - start
             for name, estimate in variants(bundle, masked).items():
@@ -104,8 +100,7 @@ def main() -> None:
     frame = pd.DataFrame(records)
     if args.out:
         frame.to_csv(args.out, index=False)
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch threads "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')}; mask seeds 0-{args.seeds - 1}, mean ± sd\n")
+    print(machine_line(f"mask seeds 0-{args.seeds - 1}, mean ± sd", torch=True) + "\n")
     print_variant_tables(frame, COLUMNS)
 
 

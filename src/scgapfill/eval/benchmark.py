@@ -139,9 +139,7 @@ def run_benchmark(
     nodes call, so a seed gives the numbers ``kedro run`` gives.
     """
     params = parse_all(parameters)
-    bench, heldout, mcv, evaluation, normalize = (
-        params.benchmark, params.heldout, params.mcv, params.evaluation, params.normalize
-    )
+    bench, heldout, mcv, evaluation = params.benchmark, params.heldout, params.mcv, params.evaluation
     methods = method_runners(params) if methods is None else methods
     rows = []
     for dataset in bench.datasets:
@@ -150,11 +148,7 @@ def run_benchmark(
         labels = "derived" if derived_labels(processed) else ("given" if processed.uns.get("label_key") else "none")
         for offset in range(bench.n_seeds):
             seed = heldout.seed + offset
-            mask = protocol.heldout_mask(processed, heldout.model_copy(update={"seed": seed}))
-            masked = protocol.masked_counts(processed, mask, normalize.target_sum)
-            train, test = protocol.mcv_split(
-                masked, mcv.model_copy(update={"seed": mcv.seed + offset}), normalize.target_sum
-            )
+            mask, masked, train, test = protocol.split(processed, params, seed, mcv.seed + offset)
             data = build_evaluation_data(processed, mask, train.layers["counts"], test, seed=evaluation.seed)
             for method, run in methods.items():
                 start = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 from scgapfill.data import masks
 from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.eval.baselines import available_baselines, run_baseline
-from scgapfill.params import BaselinesParams, HeldoutParams, MCVParams
+from scgapfill.params import BaselinesParams, HeldoutParams, MCVParams, Parameters, parse_all
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,35 @@ def mcv_split(masked: ad.AnnData, params: MCVParams, target_sum: float) -> tuple
             "raise mcv.train_fraction or qc.min_genes"
         )
     return counts_only_copy(masked, train, target_sum), test
+
+
+class Split(NamedTuple):
+    """One draw of the protocol: what is hidden, what the methods see, what scores them."""
+
+    heldout_mask: sp.csr_matrix
+    masked: ad.AnnData
+    mcv_train: ad.AnnData
+    mcv_test: sp.csr_matrix
+
+
+def split(processed: ad.AnnData, parameters: "dict | Parameters", heldout_seed: int | None = None,
+          mcv_seed: int | None = None) -> Split:
+    """The held-out mask, the masked counts and their MCV split, as the masking pipeline makes them.
+
+    ``heldout_seed`` and ``mcv_seed`` replace ``heldout.seed`` and ``mcv.seed`` (a benchmark's seed
+    ``k`` is ``heldout.seed + k`` and ``mcv.seed + k``); by default the parameters' own.
+    """
+    params = parse_all(parameters)
+    heldout, mcv = params.heldout, params.mcv
+    if heldout_seed is not None:
+        heldout = heldout.model_copy(update={"seed": heldout_seed})
+    if mcv_seed is not None:
+        mcv = mcv.model_copy(update={"seed": mcv_seed})
+    target_sum = params.normalize.target_sum
+    mask = heldout_mask(processed, heldout)
+    masked = masked_counts(processed, mask, target_sum)
+    train, test = mcv_split(masked, mcv, target_sum)
+    return Split(mask, masked, train, test)
 
 
 def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, params: BaselinesParams) -> dict[str, dict]:
