@@ -136,3 +136,20 @@ def test_train_auto_settings_are_decided_at_run_time() -> None:
     for wrong in ({"num_threads": -1}, {"num_threads": "many"}, {"enable_progress_bar": "sometimes"}):
         with pytest.raises(ParameterError, match=f"train.{next(iter(wrong))}"):
             parse("train", wrong)
+
+
+def test_the_hook_parses_once_and_hands_nodes_the_typed_sections() -> None:
+    from types import SimpleNamespace
+
+    from scgapfill.glue.hooks import ParameterValidationHook
+
+    hook = ParameterValidationHook()
+    hook.after_context_created(SimpleNamespace(params={"train": {"max_epochs": 3}, "qc": {"min_genes": 5}}))
+    inputs = {"params:train": {"max_epochs": 3}, "params:qc": {"min_genes": 5}, "masked": object(),
+              "parameters": {"train": {"max_epochs": 3}, "qc": {"min_genes": 5}}}
+    typed = hook.before_node_run(node=None, inputs=inputs)
+    assert isinstance(typed["params:train"], params.TrainParams) and typed["params:train"].max_epochs == 3
+    assert typed["params:qc"].min_genes == 5 and "masked" not in typed
+    assert isinstance(typed["parameters"], params.Parameters) and typed["parameters"].train.max_epochs == 3
+    assert parse("train", typed["params:train"]) is typed["params:train"]  # the node's own parse passes it on
+    assert hook.before_node_run(node=None, inputs={"masked": object()}) is None

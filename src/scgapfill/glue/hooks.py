@@ -10,7 +10,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from scgapfill.data.atomic import atomic_path
-from scgapfill.params import validate_all
+from scgapfill.params import Parameters, validate_all
 from scgapfill.glue.run_record import SigtermAsException, end_active_run_killed, remove_stale_temporaries, run_ids, \
     tag_active_run, termination
 
@@ -18,15 +18,33 @@ RUN_RECORD = Path("data") / "08_reporting" / "run_record.json"
 
 
 class ParameterValidationHook:
-    """Validate every parameter section as soon as the context exists, before any node runs.
+    """Validate every parameter section as soon as the context exists, before any node runs, and hand
+    the nodes the typed sections.
 
     A wrong value (``--params="qc.min_genes=-1"``) stops the run at once with the
-    dotted key named, instead of failing half-way through a pipeline.
+    dotted key named, instead of failing half-way through a pipeline. The sections are parsed here
+    once: a node's ``params:<section>`` input arrives as its model (``params:train`` a
+    :class:`~scgapfill.params.TrainParams`, ``parameters`` a :class:`~scgapfill.params.Parameters`),
+    and the node's own ``parse`` (there for calls from a notebook, with dicts) passes it through.
+    Other hooks (kedro-mlflow's parameter logging) see the catalog's plain values.
     """
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, Any] = {}
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        validate_all(context.params)
+        self._parsed = validate_all(context.params)
+
+    @hook_impl
+    def before_node_run(self, node, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        typed = {}
+        for name in inputs:
+            if name == "parameters":
+                typed[name] = Parameters(**self._parsed)
+            elif name.startswith("params:") and name[len("params:"):] in self._parsed:
+                typed[name] = self._parsed[name[len("params:"):]]
+        return typed or None
 
 
 class RunRecordHook:
