@@ -20,10 +20,10 @@ import scipy.sparse as sp
 
 from _common import machine_line
 from scgapfill.data import masks
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.eval import metrics
 from scgapfill.eval.benchmark import prepare_dataset
 from scgapfill.eval.evaluate import build_evaluation_data
-from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.graph.cellgraph import neighbour_context
 
 # (k, PCs, steps)

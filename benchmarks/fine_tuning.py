@@ -24,12 +24,12 @@ import warnings
 import numpy as np
 
 from _common import machine_line, parameters, quiet_train
-from scgapfill.eval.benchmark import prepare_dataset
+from scgapfill.data.simulate import simulate
 from scgapfill.eval import protocol
+from scgapfill.eval.benchmark import prepare_dataset
 from scgapfill.eval.evaluate import build_evaluation_data, score_method
 from scgapfill.model import GapFill
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
-from scgapfill.data.simulate import simulate
 
 
 def source_model(params: dict, genes: list[str], n_cells: int) -> tuple[GapFill, float]:

@@ -23,13 +23,13 @@ import scipy.sparse as sp
 from scipy.stats import pearsonr, poisson
 
 from _common import machine_line, parameters, quiet_train
+from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.eval import protocol
 from scgapfill.eval.baselines import run_baseline
 from scgapfill.eval.benchmark import prepare_dataset
-from scgapfill.eval import protocol
-from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.eval.evaluate import build_evaluation_data
+from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.model import GapFill
-from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import parse
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 

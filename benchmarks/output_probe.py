@@ -28,9 +28,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from _common import machine_line, parameters, print_variant_tables, quiet_train
+from scgapfill.eval import protocol
 from scgapfill.eval.baselines.simple import zeros_as_nonzero_draws
 from scgapfill.eval.benchmark import method_runners, prepare_dataset
-from scgapfill.eval import protocol
 from scgapfill.eval.evaluate import score_method
 from scgapfill.model import GapFill
 from scgapfill.params import ImputeParams

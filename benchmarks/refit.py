@@ -17,8 +17,8 @@ import time
 import warnings
 
 from _common import machine_line, parameters, quiet_train
-from scgapfill.eval.benchmark import prepare_dataset
 from scgapfill.eval import protocol
+from scgapfill.eval.benchmark import prepare_dataset
 from scgapfill.eval.metrics import truth_scores
 from scgapfill.model import GapFill
 from scgapfill.pipelines.modeling import nodes as modeling

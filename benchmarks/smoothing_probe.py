@@ -23,14 +23,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from _common import machine_line, parameters, print_variant_tables, quiet_train
+from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.eval import protocol
 from scgapfill.eval.baselines import run_baseline
 from scgapfill.eval.benchmark import prepare_dataset
-from scgapfill.eval import protocol
-from scgapfill.graph.cellgraph import diffuse, knn_graph, pca_embedding
 from scgapfill.eval.evaluate import build_evaluation_data, score_method
+from scgapfill.graph.cellgraph import diffuse, knn_graph, pca_embedding
 from scgapfill.infer.imputation import impute_counts
 from scgapfill.model import GapFill
-from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ImputeParams
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.data import masks
 from scgapfill import simulate
-from scgapfill.eval.evaluate import build_evaluation_data, score_method
+from scgapfill.data import masks
 from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.data.preprocessing import normalize, quality_control, select_genes
+from scgapfill.eval.evaluate import build_evaluation_data, score_method
 
 
 @pytest.fixture(scope="module")

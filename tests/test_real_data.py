@@ -11,9 +11,9 @@ import pytest
 import scipy.sparse as sp
 
 from scgapfill.data import masks, real_data
+from scgapfill.data.io import load_input
 from scgapfill.eval.benchmark import DERIVED_ARI_NOTE, run_benchmark, summarise
 from scgapfill.eval.evaluate import build_evaluation_data
-from scgapfill.data.io import load_input
 
 N_CELLS, N_GENES = 90, 60
 

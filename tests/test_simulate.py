@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 from scgapfill import simulate
-from scgapfill.params import ParameterError, SimulationParams
 from scgapfill.data.simulate import write_simulation
+from scgapfill.params import ParameterError, SimulationParams
 
 KW = dict(n_cells=120, n_genes=80, n_groups=3)
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.eval.baselines import BASELINES, available_baselines, run_baseline
 from scgapfill.eval.baselines.alra import alra, choose_k
 from scgapfill.eval.baselines.magic import magic
 from scgapfill.eval.baselines.scvi import scvi
 from scgapfill.eval.baselines.simple import expected_nonzero_lognorm, gene_depth, gene_mean, knn, none
-from scgapfill.data.normalization import lognorm, size_factors
 
 FAST = ["none", "gene_mean", "gene_depth", "knn", "alra"]
 

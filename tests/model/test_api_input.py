@@ -17,8 +17,8 @@ import scipy.sparse as sp
 
 import scgapfill
 from scgapfill.data import io
-from scgapfill.model import GapFill
 from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.model import GapFill
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 API_FIX = ("put the raw UMI counts in adata.layers['counts'] (or in X), or name the layer that holds them "

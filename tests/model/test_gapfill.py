@@ -13,9 +13,9 @@ import scipy.sparse as sp
 import torch
 
 import scgapfill
+from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.infer.imputation import impute_counts
 from scgapfill.model import GapFill
-from scgapfill.data.normalization import lognorm, size_factors
 from scgapfill.params import ImputeParams
 
 

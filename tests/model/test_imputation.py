@@ -7,10 +7,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from scgapfill.infer.imputation import align_genes, impute_counts
-from scgapfill.nn.bundle import GapFillBundle
-from scgapfill.nn import UNet, input_channels
 from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.infer.imputation import align_genes, impute_counts
+from scgapfill.nn import UNet, input_channels
+from scgapfill.nn.bundle import GapFillBundle
 from scgapfill.params import ImputeParams
 from scgapfill.train.data import GeneScaler
 

@@ -12,12 +12,12 @@ import scipy.sparse as sp
 from conftest import gene_names, make_counts
 
 from scgapfill.glue.datasets import AnnDataDataset
+from scgapfill.infer import reference
 from scgapfill.infer.imputation import impute_counts
+from scgapfill.infer.reference import BackedCounts, ReferenceImputation, read_with_reference
 from scgapfill.model import GapFill
 from scgapfill.params import ImputeParams, parse
 from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts
-from scgapfill.infer import reference
-from scgapfill.infer.reference import BackedCounts, ReferenceImputation, read_with_reference
 from scgapfill.train.fit import fit_gapfill
 
 PARAMS = ImputeParams(batch_size=16, fill_only_zeros=True, output_smoothing=0.5, smoothing_neighbours="imputed")

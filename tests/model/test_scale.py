@@ -8,9 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.data.layout import to_grid
 from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.params import ModelParams, TrainParams
 from scgapfill.train.data import GeneScaler, GridScatter
 from scgapfill.train.fit import _loaders, training_data

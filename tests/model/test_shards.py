@@ -11,9 +11,9 @@ import pytest
 import scipy.sparse as sp
 
 from scgapfill import GapFill
-from scgapfill.glue.distributed import main as train_main
 from scgapfill.data.io import counts_of
 from scgapfill.data.layout import laid_out
+from scgapfill.glue.distributed import main as train_main
 from scgapfill.nn.bundle import GapFillBundle
 from scgapfill.params import dotted_overrides, merged, parse, read_parameter_files
 from scgapfill.train.shards import (META_FILE, ContextArray, ShardError, batch_limits, main as prepare_main, rank_shards,

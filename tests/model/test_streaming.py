@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.infer import streaming
 from scgapfill.glue.datasets import AnnDataDataset
+from scgapfill.infer import streaming
 from scgapfill.infer.imputation import align_genes, impute_counts, imputed_chunks
-from scgapfill.pipelines.inference.nodes import load_aligned_counts
 from scgapfill.params import ImputeParams
+from scgapfill.pipelines.inference.nodes import load_aligned_counts
 from scgapfill.train.fit import fit_gapfill
 
 PARAMS = ImputeParams(batch_size=16, fill_only_zeros=True)

@@ -16,9 +16,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from scgapfill.data import masks
+from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.infer.imputation import impute_counts
 from scgapfill.nn.bundle import GapFillBundle
-from scgapfill.graph.cellgraph import neighbour_context
 from scgapfill.train.data import GeneScaler
 from scgapfill.train.fit import fit_gapfill, split_cells
 

@@ -11,9 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from scgapfill import simulate
+from scgapfill.data.preprocessing import normalize, quality_control, select_genes
 from scgapfill.pipeline_registry import register_pipelines
 from scgapfill.pipelines.masking.nodes import make_heldout_mask, mask_counts, split_molecules
-from scgapfill.data.preprocessing import normalize, quality_control, select_genes
 
 MODEL_SIDE_NODES = {"compute_gene_layout_node", "train_model_node", "impute_masked_node", "denoise_mcv_train_node",
                     "loss_curve_figure_node", "log_model_node"}

@@ -29,8 +29,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from scgapfill.data.masks import mcv_split
-from scgapfill.eval.metrics._common import _lognorm_own_totals
 from scgapfill.data.normalization import check_counts
+from scgapfill.eval.metrics._common import _lognorm_own_totals
 
 TARGET_SUM = 1e4
 TRAIN_FRACTION = 0.9

@@ -18,8 +18,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scgapfill.data import masks
-from scgapfill.eval import metrics
 from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.eval import metrics
 from scgapfill.params import EvaluationParams, parse
 
 log = logging.getLogger(__name__)

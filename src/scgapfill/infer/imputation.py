@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 from scgapfill.data.layout import from_grid, to_grid
 from scgapfill.data.normalization import as_composition, lognorm, size_factors
-from scgapfill.params import ImputeParams, ModelParams, parse
 from scgapfill.graph.smoothing import observed_kept, smoothed_chunks
+from scgapfill.params import ImputeParams, ModelParams, parse
 from scgapfill.data.genes import (  # noqa: F401  (here too: what imputing a data set's genes starts with)
     MIN_GENE_OVERLAP, MISSING_GENE_WARNING, align_genes, missing_gene_share, warn_missing_genes,
 )

@@ -28,9 +28,9 @@ import scipy.sparse as sp
 from scgapfill.infer.imputation import (IN_MEMORY_CHUNK_CELLS, LognormRows, NetworkInputs, delivered, imputation_record,
                          predict_chunk)
 from scgapfill.data.normalization import counts_from_lognorm
-from scgapfill.params import ImputeParams, parse
 from scgapfill.graph.smoothing import observed_kept
 from scgapfill.infer.streaming import aligned_chunks, cells_with_counts, create_dense_layers, read_obs
+from scgapfill.params import ImputeParams, parse
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, imputed_chunks
 from scgapfill.data.io import check_not_empty, is_integer_counts, missing_input, readable
 from scgapfill.data.normalization import counts_from_lognorm, lognorm, size_factors
+from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, imputed_chunks
 from scgapfill.params import ImputeParams, parse
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import scipy.sparse as sp
 
 from scgapfill.data.io import AUTO, checked_counts
 from scgapfill.data.normalization import as_composition, counts_from_lognorm, lognorm, size_factors
-from scgapfill.params import ImputeParams
 from scgapfill.graph.smoothing import neighbour_fill
+from scgapfill.params import ImputeParams
 
 # The neighbours that fill the genes the model does not estimate: the settings of the kNN baseline.
 UNMODELLED_K, UNMODELLED_PCS = 15, 30

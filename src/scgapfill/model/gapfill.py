@@ -10,13 +10,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, warn_missing_genes
 from scgapfill.data.io import AUTO, InputCounts, checked_counts
 from scgapfill.data.layout import compute_gene_layout, laid_out, on_model_genes  # noqa: F401 (compute_gene_layout: scgapfill.model's)
-from scgapfill.nn.bundle import GapFillBundle
 from scgapfill.data.normalization import lognorm, size_factors
-from scgapfill.params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
+from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, warn_missing_genes
 from scgapfill.model._anndata import at_observed_depth, on_data_genes, same_genes
+from scgapfill.nn.bundle import GapFillBundle
+from scgapfill.params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anndata as ad
 
 from scgapfill.data.io import AUTO
-from scgapfill.params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
 from scgapfill.model.gapfill import GapFill
+from scgapfill.params import ImputeParams, LayoutParams, ModelParams, TrainParams, parse
 
 
 def impute(

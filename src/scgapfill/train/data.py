@@ -11,9 +11,9 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import Dataset
 
-from scgapfill.graph.cellgraph import NeighbourWalk, walk_mean
 from scgapfill.data.layout import to_grid
 from scgapfill.data.normalization import check_counts
+from scgapfill.graph.cellgraph import NeighbourWalk, walk_mean
 
 
 def as_counts_matrix(counts: Any, caller: str) -> sp.csr_matrix:

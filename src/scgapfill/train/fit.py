@@ -37,10 +37,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from scgapfill.data.layout import to_grid, validate_layout
-from scgapfill.nn.bundle import GapFillBundle
 from scgapfill.data.normalization import lognorm, size_factors
-from scgapfill.params import ModelParams, TrainParams, parse
 from scgapfill.graph.cellgraph import CellGraph, NeighbourWalk, cell_graph, context_source, counts_digest, graph_key
+from scgapfill.nn.bundle import GapFillBundle
+from scgapfill.params import ModelParams, TrainParams, parse
 from scgapfill.train.data import CellDataset, ContextRows, GeneCollate, GeneScaler, as_counts_matrix
 from scgapfill.train.module import GapFillModule
 from scgapfill.train.resume import LAST_CHECKPOINT, checkpoint_folder, run_fingerprint

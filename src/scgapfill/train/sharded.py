@@ -16,9 +16,9 @@ from typing import Any
 
 from scgapfill.nn.bundle import GapFillBundle
 from scgapfill.params import ModelParams, TrainParams, merged, parse
-from scgapfill.train.shards import FIXED_TRAIN_KEYS, META_FILE, ShardError, batch_limits, rank_shards, read_shards
 from scgapfill.train.fit import _bundle, _train, seeded_module
 from scgapfill.train.resume import _NOT_IDENTITY
+from scgapfill.train.shards import FIXED_TRAIN_KEYS, META_FILE, ShardError, batch_limits, rank_shards, read_shards
 from scgapfill.train.trainer import resolve_precision
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scgapfill.infer.imputation import impute_counts
 from scgapfill.data.layout import validate_layout
+from scgapfill.infer.imputation import impute_counts
 from scgapfill.params import ImputeParams, ParameterError
 from scgapfill.pipelines.data_processing import nodes as processing
 from scgapfill.pipelines.masking import nodes as masking
