@@ -19,12 +19,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from scgapfill import params as P
-from scgapfill import preprocessing
-from scgapfill.benchmark import prepare_dataset
-from scgapfill.cellgraph import knn_graph, pca_embedding
+from scgapfill.data import preprocessing
+from scgapfill.data.normalization import as_composition, expected_lognorm, lognorm
+from scgapfill.eval.benchmark import prepare_dataset
 from scgapfill.eval.denoising import POISSON_EPS, _rows_lognorm, denoising_scores, profile_of, split_molecules
+from scgapfill.graph.cellgraph import knn_graph, pca_embedding
 from scgapfill.model import GapFill
-from scgapfill.normalization import as_composition, expected_lognorm, lognorm
 from scgapfill.pipelines.modeling.nodes import compute_gene_layout
 
 BUDGET = "train.cells_per_epoch=4096 train.max_val_cells=2048 train.max_steps=2000 train.lr_schedule=cosine"
