@@ -251,15 +251,13 @@ class TrainParams(_Params):
     )
     max_val_cells: int = Field(
         0, ge=0,
-        description='cells drawn at random for each epoch (0: every training cell); with max_val_cells and max_steps '
-        '(-1: no cap on optimiser steps), a training cost that need not grow with the data '
-        '(docs/performance.md, benchmarks/ablation.py --configs budget_*)',
+        description='fixed validation cells at most (0: val_fraction of the cells, uncapped); validation drives '
+        'early stopping and the kept checkpoint',
     )
     max_steps: int = Field(
         -1, ge=-1,
-        description='cells drawn at random for each epoch (0: every training cell); with max_val_cells and max_steps '
-        '(-1: no cap on optimiser steps), a training cost that need not grow with the data '
-        '(docs/performance.md, benchmarks/ablation.py --configs budget_*)',
+        description='optimiser steps in all, rounded up to whole epochs (-1: max_epochs and early stopping end '
+        'the run)',
     )
     # "cosine": the learning rate falls from lr to 0 along a half cosine over the run's optimiser steps
     # (max_epochs x the batches of an epoch, or max_steps rounded up to whole epochs), so a step budget
