@@ -228,7 +228,8 @@ def test_zip_loss_trains_its_dropout_curve_alongside_the_network(masked, layout,
     from scgapfill.train.module import GapFillModule
 
     loss = {**train_params.loss.model_dump(), "poisson": 0.0, "zip": 1.0}
-    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1, "loss": loss})
+    # A constant rate: the module's optimiser is then built without a Trainer's step count.
+    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1, "loss": loss, "lr_schedule": "constant"})
     module = GapFillModule(model_params, params)
     assert module.dropout_curve is not None and module.dropout_curve.requires_grad
     # The curve is an optimiser parameter, with a faster rate than the network's.
@@ -438,8 +439,24 @@ def test_cosine_schedule_falls_to_zero_over_the_step_budget(counts, layout, mode
     expected = [0.5 * budget.lr * (1 + math.cos(math.pi * step / 12)) for step in range(12)]
     assert rates.rates == pytest.approx(expected)
     constant = LearningRates()
-    fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"max_steps": 8}), callbacks=[constant])
+    fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"max_steps": 8, "lr_schedule": "constant"}),
+                callbacks=[constant])
     assert constant.rates == [train_params.lr] * 12
+
+
+def test_the_budget_sets_the_training_length_and_a_value_given_wins():
+    from scgapfill.params import TRAINING_BUDGETS, TrainParams, parse
+
+    def settings(params: TrainParams) -> dict:
+        return {key: getattr(params, key) for key in TRAINING_BUDGETS["fast"]}
+
+    assert settings(TrainParams()) == TRAINING_BUDGETS["fast"]
+    assert settings(parse("train", {"cells_per_epoch": "auto", "max_steps": "auto"})) == TRAINING_BUDGETS["fast"]
+    assert settings(TrainParams(budget="thorough")) == TRAINING_BUDGETS["thorough"]
+    assert TrainParams(budget="thorough", max_steps=500).max_steps == 500
+    assert TrainParams(max_steps=500).lr_schedule == "cosine"
+    with pytest.raises(Exception, match="budget"):
+        parse("train", {"budget": "slow"})
 
 
 def test_a_bundle_is_typed_and_older_ones_are_upgraded_as_they_are_read(bundle):
@@ -451,10 +468,13 @@ def test_a_bundle_is_typed_and_older_ones_are_upgraded_as_they_are_read(bundle):
     assert isinstance(payload["train_params"], dict)  # saved plain, read with weights_only
     # A bundle from before the zip term, the impute section and an option since removed.
     del payload["train_params"]["loss"]["zip"]
+    for key in ("budget", "cells_per_epoch", "max_val_cells", "max_steps", "lr_schedule"):
+        del payload["train_params"][key]
     payload["train_params"]["an_option_since_removed"] = 1
     del payload["impute_params"]
     payload["model_params"]["output_smoothing"] = 0.3
     old = GapFillBundle.from_dict(payload)
     assert old.train.loss.zip == 0.0  # trained without it, whatever today's default
+    assert (old.train.budget, old.train.max_steps, old.train.lr_schedule) == ("thorough", -1, "constant")
     assert old.impute.output_smoothing == 0.3 and old.impute.scale == "observed_library"
     assert old.model == bundle.model
