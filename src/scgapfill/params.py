@@ -181,6 +181,17 @@ class ModelParams(_Params):
         description="neighbours' mean normalised count, then log1p (measured: pbmc held-out r 0.693 vs 0.678 for "
         '"log")',
     )
+    context_graph: Literal["expression", "spatial", "both"] = Field(
+        "expression",
+        description='the neighbours of the context channel and of the unmodelled genes\' fill: expression = nearest '
+        'cells in PCA space; spatial = nearest spots by obsm["spatial"], never across sections; both = the union '
+        '(docs/howto/spatial.md)',
+    )
+    context_library_key: str = Field(
+        "library_id",
+        description='obs column naming each spot\'s section (tissue slide); spatial neighbours stay within a '
+        'section. Absent column: all spots are one section',
+    )
     context_residual: bool = Field(
         False,
         description="Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.",

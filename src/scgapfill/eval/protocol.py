@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from scgapfill.data import masks
 from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.graph.spatial import carry_spatial
 from scgapfill.eval.baselines import available_baselines, run_baseline
 from scgapfill.params import BaselinesParams, HeldoutParams, MCVParams, Parameters, parse_all
 
@@ -34,7 +35,8 @@ _LEAKY_OBS = ("size_factor", "total_counts", "n_genes_by_counts", "total_counts_
 def counts_only_copy(template: ad.AnnData, counts: sp.csr_matrix, target_sum: float) -> ad.AnnData:
     """A new AnnData holding only ``counts`` (layer ``counts``) and their log-normalisation (``X``).
 
-    Truth layers and count-derived obs columns of ``template`` are not carried over.
+    Truth layers and count-derived obs columns of ``template`` are not carried over; its spot positions
+    (``obsm["spatial"]``, ``uns["spatial"]``) are.
     """
     counts = sp.csr_matrix(counts, dtype=np.float32)
     sf = size_factors(counts)
@@ -48,7 +50,8 @@ def counts_only_copy(template: ad.AnnData, counts: sp.csr_matrix, target_sum: fl
     )
     adata.uns["label_key"] = template.uns.get("label_key", "")
     adata.uns["normalize"] = {"target_sum": target_sum}
-    return adata
+    # Spot positions carry no counts: kept, so that model.context_graph spatial can read them.
+    return carry_spatial(template, adata)
 
 
 def heldout_mask(processed: ad.AnnData, params: HeldoutParams) -> sp.csr_matrix:
