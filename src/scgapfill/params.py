@@ -426,7 +426,7 @@ class EvaluationParams(_Params):
 
 # The names scgapfill.eval.baselines.BASELINES registers (a test keeps the two equal); here so that a
 # typo fails at validation without importing the baselines' libraries.
-BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "magic", "alra", "scvi")
+BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "knn_spatial", "magic", "alra", "scvi")
 MODEL_METHOD = "unet"
 
 
@@ -440,7 +440,8 @@ def _known_methods(methods: list[str], known: tuple[str, ...]) -> list[str]:
 class BaselinesParams(_Params):
     methods: list[str] = Field(
         ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"],
-        description="none | gene_mean | gene_depth | knn | magic | alra | scvi (needs pip install -e '.[scvi]')",
+        description="none | gene_mean | gene_depth | knn | knn_spatial (spatial data: nearest spots in the tissue) | "
+        "magic | alra | scvi (needs pip install -e '.[scvi]')",
     )
     knn_k: int = Field(15, ge=1)
 

@@ -93,12 +93,25 @@ def unet_denoiser(parameters: dict | Parameters) -> Callable[[Any, list[str], in
     return run
 
 
-def baseline_denoiser(name: str, parameters: dict | Parameters) -> Callable[[Any, list[str], int], np.ndarray]:
-    """A baseline as the denoising protocol's method, with the options the evaluation gives it."""
+def baseline_denoiser(name: str, parameters: dict | Parameters,
+                      positions: Any = None) -> Callable[..., np.ndarray]:
+    """A baseline as the denoising protocol's method, with the options the evaluation gives it.
+
+    ``positions`` (:class:`~scgapfill.graph.spatial.SpotPositions` of every cell given to the protocol) are
+    ``knn_spatial``'s: the protocol then says which cells each split kept (``cells``, the method's
+    ``takes_cells``)."""
     from scgapfill.eval.baselines import run_baseline
 
-    kwargs = {"k": parse_all(parameters).baselines.knn_k} if name == "knn" else {}
-    return lambda train, genes, seed: run_baseline(name, train, seed=0, **kwargs)
+    kwargs = {"k": parse_all(parameters).baselines.knn_k} if name in ("knn", "knn_spatial") else {}
+    if name != "knn_spatial":
+        return lambda train, genes, seed: run_baseline(name, train, seed=0, **kwargs)
+
+    def spatial(train, genes: list[str], seed: int, cells: np.ndarray | None = None) -> np.ndarray:
+        kept = positions if positions is None or cells is None else positions.rows(cells)
+        return run_baseline(name, train, seed=0, positions=kept, **kwargs)
+
+    spatial.takes_cells = True  # type: ignore[attr-defined]
+    return spatial
 
 
 def _baseline(name: str, params: Parameters) -> Callable:

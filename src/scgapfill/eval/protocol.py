@@ -108,6 +108,13 @@ def split(processed: ad.AnnData, parameters: "dict | Parameters", heldout_seed: 
     return Split(mask, masked, train, test)
 
 
+def _positions(name: str, adata: ad.AnnData) -> dict:
+    """``knn_spatial``'s spot positions (``obsm["spatial"]``, sections in ``obs["library_id"]``)."""
+    from scgapfill.graph.spatial import positions_of
+
+    return {"positions": positions_of(adata)} if name == "knn_spatial" else {}
+
+
 def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, params: BaselinesParams) -> dict[str, dict]:
     """Each baseline imputes the masked counts and denoises the MCV train split: the U-Net's inputs."""
     available = available_baselines()
@@ -118,10 +125,10 @@ def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, params: BaselinesPa
             log.warning("Baseline %s is not available here (pip install -e '.[scvi]' for scvi); skipped", name,
                         extra={"markup": False})
             continue
-        kwargs = {"k": params.knn_k} if name == "knn" else {}
+        kwargs = {"k": params.knn_k} if name in ("knn", "knn_spatial") else {}
         start = time.perf_counter()
-        imputed = run_baseline(name, masked.layers["counts"], seed=0, **kwargs)
-        denoised = run_baseline(name, mcv_train.layers["counts"], seed=0, **kwargs)
+        imputed = run_baseline(name, masked.layers["counts"], seed=0, **kwargs, **_positions(name, masked))
+        denoised = run_baseline(name, mcv_train.layers["counts"], seed=0, **kwargs, **_positions(name, mcv_train))
         outputs[name] = {"imputed": imputed, "mcv": denoised, "seconds": time.perf_counter() - start}
         log.info("Baseline %s: %.1f s", name, outputs[name]["seconds"])
     return outputs
