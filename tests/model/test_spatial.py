@@ -92,7 +92,7 @@ def test_spatial_without_coordinates_fails_in_one_line_naming_the_fix():
     check_graph("expression", None)  # nothing needed
 
 
-def test_the_imputed_spots_keep_their_positions_and_images_and_scanpy_draws_them():
+def test_the_imputed_spots_keep_their_positions_and_images_and_scanpy_draws_them(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,3 +107,8 @@ def test_the_imputed_spots_keep_their_positions_and_images_and_scanpy_draws_them
     section = out[out.obs["library_id"] == "left"].copy()
     axes = sc.pl.spatial(section, color="gene00", layer="imputed", library_id="left", show=False)
     assert axes
+    # The graph choice is saved with the model and used again when it imputes after loading.
+    model.save(tmp_path)
+    loaded = GapFill.load(tmp_path)
+    assert loaded.bundle.model.context_graph == "both"
+    np.testing.assert_allclose(loaded.impute(spots, inplace=False).layers["imputed"], out.layers["imputed"], atol=1e-5)
