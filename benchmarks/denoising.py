@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         counts, genes, positions = dataset_counts(dataset, parameters, positions=True)
         if spatial:  # the spots' own positions (none: knn_spatial says how to give them)
             methods["knn_spatial"] = baseline_denoiser("knn_spatial", parameters, positions)
+        if "unet" in methods:  # with model.context_graph spatial or both, the U-Net reads them as well
+            methods["unet"] = unet_denoiser(parameters, positions)
 
         def keep(row: dict, dataset: str = dataset) -> None:
             row = {"dataset": dataset, **row, "settings": " ".join(args.overrides)}

@@ -112,3 +112,18 @@ def test_the_imputed_spots_keep_their_positions_and_images_and_scanpy_draws_them
     loaded = GapFill.load(tmp_path)
     assert loaded.bundle.model.context_graph == "both"
     np.testing.assert_allclose(loaded.impute(spots, inplace=False).layers["imputed"], out.layers["imputed"], atol=1e-5)
+
+
+def test_the_unet_of_the_denoising_protocol_reads_the_positions_of_the_spots_each_split_kept():
+    from scgapfill.eval.benchmark import unet_denoiser
+
+    spots, _ = planted_spots()
+    parameters = {"model": {**MODEL, "context_graph": "spatial"}, "train": {**TRAIN, "max_epochs": 1},
+                  "layout": {"strategy": "given"}, "hvg": {"n_top_genes": 48}}
+    kept = np.arange(1, spots.n_obs)  # the protocol dropped spot 0
+    denoise = unet_denoiser(parameters, positions_of(spots))
+    assert denoise.takes_cells
+    out = denoise(spots.X[kept], list(spots.var_names), 0, cells=kept)
+    assert out.shape == (len(kept), N_GENES) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match=r"obsm\['spatial'\]"):
+        unet_denoiser(parameters)(spots.X, list(spots.var_names), 0)
