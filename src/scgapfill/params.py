@@ -181,6 +181,17 @@ class ModelParams(_Params):
         description="neighbours' mean normalised count, then log1p (measured: pbmc held-out r 0.693 vs 0.678 for "
         '"log")',
     )
+    context_graph: Literal["expression", "spatial", "both"] = Field(
+        "expression",
+        description='the neighbours of the context channel and of the unmodelled genes\' fill: expression = nearest '
+        'cells in PCA space; spatial = nearest spots by obsm["spatial"], never across sections; both = the union '
+        '(docs/howto/spatial.md)',
+    )
+    context_library_key: str = Field(
+        "library_id",
+        description='obs column naming each spot\'s section (tissue slide); spatial neighbours stay within a '
+        'section. Absent column: all spots are one section',
+    )
     context_residual: bool = Field(
         False,
         description="Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.",
@@ -438,7 +449,7 @@ class EvaluationParams(_Params):
 
 # The names scgapfill.eval.baselines.BASELINES registers (a test keeps the two equal); here so that a
 # typo fails at validation without importing the baselines' libraries.
-BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "magic", "alra", "scvi")
+BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "knn_spatial", "magic", "alra", "scvi")
 MODEL_METHOD = "unet"
 
 
@@ -452,7 +463,8 @@ def _known_methods(methods: list[str], known: tuple[str, ...]) -> list[str]:
 class BaselinesParams(_Params):
     methods: list[str] = Field(
         ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"],
-        description="none | gene_mean | gene_depth | knn | magic | alra | scvi (needs pip install -e '.[scvi]')",
+        description="none | gene_mean | gene_depth | knn | knn_spatial (spatial data: nearest spots in the tissue) | "
+        "magic | alra | scvi (needs pip install -e '.[scvi]')",
     )
     knn_k: int = Field(15, ge=1)
 

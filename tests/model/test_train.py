@@ -109,10 +109,12 @@ def test_heldout_values_are_never_read(bundle, counts, heldout, masked, layout, 
 def test_entry_points_take_only_the_matrix_they_may_see(masked, layout, model_params, train_params, bundle):
     import anndata as ad
 
+    # positions: the spots' coordinates of spatial data (model.context_graph), never anything of the counts.
     assert list(inspect.signature(fit_gapfill).parameters) == [
-        "counts_csr", "layout", "model_params", "train_params", "logger", "callbacks", "start_from"
+        "counts_csr", "layout", "model_params", "train_params", "logger", "callbacks", "start_from", "positions"
     ]
-    assert list(inspect.signature(impute_counts).parameters) == ["bundle", "counts_csr", "params", "device"]
+    assert list(inspect.signature(impute_counts).parameters) == ["bundle", "counts_csr", "params", "device",
+                                                                 "positions"]
     adata = ad.AnnData(masked)
     with pytest.raises(TypeError, match="counts matrix"):
         fit_gapfill(adata, layout, model_params, train_params)
