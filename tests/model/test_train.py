@@ -457,6 +457,7 @@ def test_the_budget_sets_the_training_length_and_a_value_given_wins():
     assert settings(TrainParams(budget="thorough")) == TRAINING_BUDGETS["thorough"]
     assert TrainParams(budget="thorough", max_steps=500).max_steps == 500
     assert TrainParams(max_steps=500).lr_schedule == "cosine"
+    assert (TrainParams().max_epochs, TrainParams(budget="thorough").max_epochs) == (30, 100)
     with pytest.raises(Exception, match="budget"):
         parse("train", {"budget": "slow"})
 
