@@ -39,13 +39,16 @@ def load_parameters(overrides: list[str]) -> dict:
     return common_parameters(overrides, conf="conf/base")
 
 
-def dataset_counts(name: str, parameters: dict):
-    """The QC'd counts of every gene of data set ``name``, and the gene names."""
+def dataset_counts(name: str, parameters: dict, positions: bool = False):
+    """The QC'd counts of every gene of data set ``name``, and the gene names (and with ``positions`` the
+    spots' positions, ``None`` where the data set has none)."""
     from scgapfill.eval.benchmark import prepare_dataset
+    from scgapfill.graph.spatial import positions_of
 
     every_gene = {**parameters, "hvg": {**parameters.get("hvg", {}), "n_top_genes": 10**9}}
     adata = prepare_dataset(name, every_gene)
-    return adata.layers["counts"], list(adata.var_names)
+    found = (adata.layers["counts"], list(adata.var_names))
+    return (*found, positions_of(adata)) if positions else found
 
 
 def summary(runs: pd.DataFrame) -> str:
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parameters = load_parameters(args.overrides)
     methods = {m: unet_denoiser(parameters) if m == "unet" else baseline_denoiser(m, parameters) for m in args.methods}
+    spatial = "knn_spatial" in methods
     out = Path(args.out)
     # Rows of earlier runs kept; the file is written whole after each row (the splits' rows have
     # different columns), through a temporary file, so a run stopped part-way leaves a readable table.
@@ -98,7 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_line(), flush=True)
     print(f"U-Net settings: {json.dumps(args.overrides)}", flush=True)
     for dataset in args.datasets:
-        counts, genes = dataset_counts(dataset, parameters)
+        counts, genes, positions = dataset_counts(dataset, parameters, positions=True)
+        if spatial:  # the spots' own positions (none: knn_spatial says how to give them)
+            methods["knn_spatial"] = baseline_denoiser("knn_spatial", parameters, positions)
+        if "unet" in methods:  # with model.context_graph spatial or both, the U-Net reads them as well
+            methods["unet"] = unet_denoiser(parameters, positions)
 
         def keep(row: dict, dataset: str = dataset) -> None:
             row = {"dataset": dataset, **row, "settings": " ".join(args.overrides)}

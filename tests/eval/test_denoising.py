@@ -96,3 +96,24 @@ def test_the_deep_profile_correlates_with_the_truth_and_bad_input_is_named(simul
         denoising_scores(-np.ones(counts.shape), split.train, split.test)
     with pytest.raises(ValueError, match="must match"):
         denoising_scores(truth[:, :5], split.train, split.test)
+
+
+def test_knn_spatial_runs_in_the_protocol_on_the_spots_each_split_kept():
+    from scgapfill.eval.benchmark import baseline_denoiser
+    from scgapfill.eval.denoising import run_protocol
+    from scgapfill.graph.spatial import SpotPositions
+
+    rng = np.random.default_rng(0)
+    side = 12
+    y, x = np.divmod(np.arange(side * side), side)
+    phases = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    rates = 2.0 * np.exp(1.5 * np.sin(x[:, None] / 3.0 + phases))  # each gene its own smooth wave over the grid
+    counts = rng.poisson(rates).astype(float)
+    counts[5] = 0  # a spot no split keeps: the positions must follow the kept spots
+    positions = SpotPositions(np.column_stack([x, y]).astype(float))
+    methods = {"none": baseline_denoiser("none", {}),
+               "knn_spatial": baseline_denoiser("knn_spatial", {}, positions)}
+    rows = run_protocol(sp.csr_matrix(counts), [f"g{j}" for j in range(20)], methods, [0], ("molecules",))
+    spatial = next(r for r in rows if r["method"] == "knn_spatial")
+    # Misaligned positions (the dropped spot not followed) would average unrelated spots and add error.
+    assert spatial["n_cells"] == side * side - 1 and spatial["mse_removed"] > 0.05

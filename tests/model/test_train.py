@@ -109,10 +109,12 @@ def test_heldout_values_are_never_read(bundle, counts, heldout, masked, layout, 
 def test_entry_points_take_only_the_matrix_they_may_see(masked, layout, model_params, train_params, bundle):
     import anndata as ad
 
+    # positions: the spots' coordinates of spatial data (model.context_graph), never anything of the counts.
     assert list(inspect.signature(fit_gapfill).parameters) == [
-        "counts_csr", "layout", "model_params", "train_params", "logger", "callbacks", "start_from"
+        "counts_csr", "layout", "model_params", "train_params", "logger", "callbacks", "start_from", "positions"
     ]
-    assert list(inspect.signature(impute_counts).parameters) == ["bundle", "counts_csr", "params", "device"]
+    assert list(inspect.signature(impute_counts).parameters) == ["bundle", "counts_csr", "params", "device",
+                                                                 "positions"]
     adata = ad.AnnData(masked)
     with pytest.raises(TypeError, match="counts matrix"):
         fit_gapfill(adata, layout, model_params, train_params)
@@ -228,7 +230,8 @@ def test_zip_loss_trains_its_dropout_curve_alongside_the_network(masked, layout,
     from scgapfill.train.module import GapFillModule
 
     loss = {**train_params.loss.model_dump(), "poisson": 0.0, "zip": 1.0}
-    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1, "loss": loss})
+    # A constant rate: the module's optimiser is then built without a Trainer's step count.
+    params = TrainParams(**{**train_params.model_dump(), "max_epochs": 1, "loss": loss, "lr_schedule": "constant"})
     module = GapFillModule(model_params, params)
     assert module.dropout_curve is not None and module.dropout_curve.requires_grad
     # The curve is an optimiser parameter, with a faster rate than the network's.
@@ -438,8 +441,25 @@ def test_cosine_schedule_falls_to_zero_over_the_step_budget(counts, layout, mode
     expected = [0.5 * budget.lr * (1 + math.cos(math.pi * step / 12)) for step in range(12)]
     assert rates.rates == pytest.approx(expected)
     constant = LearningRates()
-    fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"max_steps": 8}), callbacks=[constant])
+    fit_gapfill(counts, layout, model_params, train_params.model_copy(update={"max_steps": 8, "lr_schedule": "constant"}),
+                callbacks=[constant])
     assert constant.rates == [train_params.lr] * 12
+
+
+def test_the_budget_sets_the_training_length_and_a_value_given_wins():
+    from scgapfill.params import TRAINING_BUDGETS, TrainParams, parse
+
+    def settings(params: TrainParams) -> dict:
+        return {key: getattr(params, key) for key in TRAINING_BUDGETS["fast"]}
+
+    assert settings(TrainParams()) == TRAINING_BUDGETS["fast"]
+    assert settings(parse("train", {"cells_per_epoch": "auto", "max_steps": "auto"})) == TRAINING_BUDGETS["fast"]
+    assert settings(TrainParams(budget="thorough")) == TRAINING_BUDGETS["thorough"]
+    assert TrainParams(budget="thorough", max_steps=500).max_steps == 500
+    assert TrainParams(max_steps=500).lr_schedule == "cosine"
+    assert (TrainParams().max_epochs, TrainParams(budget="thorough").max_epochs) == (30, 100)
+    with pytest.raises(Exception, match="budget"):
+        parse("train", {"budget": "slow"})
 
 
 def test_a_bundle_is_typed_and_older_ones_are_upgraded_as_they_are_read(bundle):
@@ -451,11 +471,14 @@ def test_a_bundle_is_typed_and_older_ones_are_upgraded_as_they_are_read(bundle):
     assert isinstance(payload["train_params"], dict)  # saved plain, read with weights_only
     # A bundle from before the zip term, the impute section and an option since removed.
     del payload["train_params"]["loss"]["zip"]
+    for key in ("budget", "cells_per_epoch", "max_val_cells", "max_steps", "lr_schedule"):
+        del payload["train_params"][key]
     payload["train_params"]["an_option_since_removed"] = 1
     del payload["impute_params"]
     payload["model_params"]["output_smoothing"] = 0.3
     old = GapFillBundle.from_dict(payload)
     assert old.train.loss.zip == 0.0  # trained without it, whatever today's default
+    assert (old.train.budget, old.train.max_steps, old.train.lr_schedule) == ("thorough", -1, "constant")
     assert old.impute.output_smoothing == 0.3 and old.impute.scale == "observed_library"
     assert old.model == bundle.model
 

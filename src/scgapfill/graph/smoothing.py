@@ -126,7 +126,8 @@ class _LevelStore:
         return self._in_memory[i] if self._in_memory is not None else np.load(self._path(i))
 
 
-def neighbour_fill(observed: sp.csr_matrix, estimates: np.ndarray, k: int, n_pcs: int, seed: int) -> np.ndarray:
+def neighbour_fill(observed: sp.csr_matrix, estimates: np.ndarray, k: int, n_pcs: int, seed: int,
+                   mode: str = "expression", positions: Any = None) -> np.ndarray:
     """The genes the model does not estimate, each cell's log-normalised values averaged with those of
     its ``k`` nearest cells (itself included, equal weights), float32.
 
@@ -134,12 +135,18 @@ def neighbour_fill(observed: sp.csr_matrix, estimates: np.ndarray, k: int, n_pcs
     estimates of its own genes (``log1p`` levels), on which the neighbours are found: they place a cell
     by every modelled gene at once, where its sparse counts place it by the few it happened to catch.
     Averaging the logs, as kNN smoothing and MAGIC do, estimates what the cell's log-normalised value
-    is on average at its depth (docs/evaluation.md).
+    is on average at its depth (docs/evaluation.md). ``mode`` (``model.context_graph``) and ``positions``
+    (the cells' :class:`~scgapfill.graph.spatial.SpotPositions`) take the nearest spots in the tissue
+    instead (``spatial``) or as well (``both``), as the context channel does.
     """
     from scgapfill.graph.cellgraph import knn_graph, pca_embedding
+    from scgapfill.graph.spatial import context_graph
 
-    embedding, _ = pca_embedding(estimates, n_pcs, seed)
-    graph = knn_graph(embedding, k, seed)
+    def on_estimates() -> sp.csr_matrix:
+        embedding, _ = pca_embedding(estimates, n_pcs, seed)
+        return knn_graph(embedding, k, seed)
+
+    graph = context_graph(mode, on_estimates, positions, k)
     graph.data[:] = 1.0
     graph = graph + sp.identity(graph.shape[0], format="csr")
     graph = sp.csr_matrix(sp.diags(1.0 / np.asarray(graph.sum(axis=1)).ravel()) @ graph, dtype=np.float32)

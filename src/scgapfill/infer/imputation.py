@@ -77,15 +77,19 @@ class NetworkInputs:
 
 
 def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: ImputeParams, seed: int,
-            known: Any = None) -> NetworkInputs:
+            known: Any = None, positions: Any = None) -> NetworkInputs:
     """The input's kNN graph is built only where it is used: the context, or the average on the input's neighbours.
 
     ``counts`` is imputed_chunks' validated float64 copy of ``original``. The rows are read from
     ``original`` itself where it is clean, so the copy lives only while the graphs are built.
     ``known`` is a :class:`~scgapfill.graph.cellgraph.CellGraph` taken instead of a new PCA and search when
     it was built from these very counts with these settings (the bundle's training cells).
+    ``positions`` are the cells' spot positions, for ``model.context_graph`` ``spatial`` or ``both``: the
+    context's graph is then theirs (:func:`~scgapfill.graph.spatial.context_graph`); the output smoothing
+    on the input's neighbours (``impute.smoothing_neighbours: input``) uses it too.
     """
     from scgapfill.graph.cellgraph import CountsPerTarget, NeighbourWalk, context_source, knn_graph, pca_embedding
+    from scgapfill.graph.spatial import check_graph, context_graph
 
     sf = size_factors(counts)
     clean = _clean_csr(original)
@@ -94,6 +98,10 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
     on_imputed = params.smoothing_neighbours == "imputed"
     if not (model.context_channel or smoothing):
         return inputs
+    spatial = model.context_graph != "expression"
+    if model.context_channel:
+        check_graph(model.context_graph, positions, counts.shape[0])
+    spatial = spatial and positions is not None
     settings = (model.context_k, model.context_n_pcs, seed)
     if known is not None and not known.matches(counts, *settings):
         known = None
@@ -111,6 +119,9 @@ def _inputs(counts: sp.csr_matrix, original: Any, model: ModelParams, params: Im
         inputs.graph = knn_graph(embedding, model.context_k, seed) if needs_graph else None
     else:
         inputs.pca, inputs.graph = known.pca, known.graph if needs_graph else None
+    if spatial and inputs.graph is not None:
+        expression = inputs.graph
+        inputs.graph = context_graph(model.context_graph, lambda: expression, positions, model.context_k)
     if model.context_channel:
         # Each chunk's context averages every cell: in counts space straight from the clean counts.
         inputs.source = context_source(whole, model.context_space) if log_context \
@@ -151,6 +162,7 @@ def imputed_chunks(
     device: Any = None,
     chunk_size: int | None = None,
     out: np.ndarray | None = None,
+    positions: Any = None,
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Impute ``chunk_size`` cells at a time; yields ``(rows, values)`` in cell order.
 
@@ -160,6 +172,7 @@ def imputed_chunks(
     they are written to temporary files first, one per chunk, and read back one at a time.
     ``chunk_size=None`` is one chunk. ``out``, the caller's float32 array of the whole result, which it
     fills with what this yields, holds the estimates meanwhile instead (one product per chunk, no files).
+    ``positions``: the cells' :class:`~scgapfill.graph.spatial.SpotPositions` (``model.context_graph``).
     """
     import torch
 
@@ -175,7 +188,7 @@ def imputed_chunks(
             f"counts have {counts.shape[1]} genes, the model has {n_genes}; align them with align_genes() first"
         )
     model = bundle.model
-    inputs = _inputs(counts, counts_csr, model, params, bundle.train.seed, bundle.cell_graph)
+    inputs = _inputs(counts, counts_csr, model, params, bundle.train.seed, bundle.cell_graph, positions)
     del counts  # what the chunks need of it is in inputs (the rows are read again from clean counts)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = bundle.build_network().to(device)
@@ -213,6 +226,7 @@ def impute_counts(
     counts_csr: Any,
     params: ImputeParams | dict | None = None,
     device: Any = None,
+    positions: Any = None,
 ) -> np.ndarray:
     """Impute a counts matrix with a trained bundle.
 
@@ -229,6 +243,9 @@ def impute_counts(
         neighbours' average. ``None``: those saved with the bundle.
     device
         Torch device; ``None`` picks CUDA when available, else CPU.
+    positions
+        The cells' :class:`~scgapfill.graph.spatial.SpotPositions`, where ``model.context_graph`` is
+        ``spatial`` or ``both``.
 
     Returns
     -------
@@ -242,6 +259,7 @@ def impute_counts(
     # float32 array is the only whole-data array held (it holds the estimates while they are smoothed).
     chunk_size = -(-IN_MEMORY_CHUNK_CELLS // batch_size) * batch_size
     out = np.empty((counts_csr.shape[0], len(bundle.gene_names)), dtype=np.float32)
-    for rows, values in imputed_chunks(bundle, counts_csr, params, device, chunk_size=chunk_size, out=out):
+    for rows, values in imputed_chunks(bundle, counts_csr, params, device, chunk_size=chunk_size, out=out,
+                                   positions=positions):
         out[rows] = values
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
@@ -16,7 +18,8 @@ UNMODELLED_K, UNMODELLED_PCS = 15, 30
 
 
 def on_data_genes(
-    out: np.ndarray, counts: sp.csr_matrix, genes: list[str], model_genes: list[str], params: ImputeParams
+    out: np.ndarray, counts: sp.csr_matrix, genes: list[str], model_genes: list[str], params: ImputeParams,
+    graph: str = "expression", positions: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's output as a layer on the data's genes, and which of them the model estimated.
 
@@ -29,6 +32,8 @@ def on_data_genes(
     scale, and with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled
     mass shrinks every observed gene alike. With ``observed_library``, ``fill_only_zeros`` and
     ``unmodelled: observed`` every observed entry equals that log-normalisation exactly.
+    ``graph`` (``model.context_graph``) and ``positions`` choose the neighbours of that fill as the
+    context's are chosen (nearest spots in the tissue for ``spatial``, both sets for ``both``).
     """
     column_of = {g: j for j, g in enumerate(model_genes)}
     modelled = np.array([g in column_of for g in genes], dtype=bool)
@@ -40,7 +45,9 @@ def on_data_genes(
     observed = sp.csr_matrix(lognorm(counts, sf_all), dtype=np.float32)
     layer = observed.toarray()
     if params.unmodelled == "neighbours" and not modelled.all():
-        layer[:, ~modelled] = neighbour_fill(observed[:, ~modelled], out, UNMODELLED_K, UNMODELLED_PCS, seed=0)
+        layer[:, ~modelled] = neighbour_fill(observed[:, ~modelled], out, UNMODELLED_K, UNMODELLED_PCS, seed=0,
+                                                 mode=graph if positions is not None else "expression",
+                                                 positions=positions)
     # The model's levels are per 1e4 counts of the modelled genes: rescale to the cell's total count.
     ratio = (sf_modelled / sf_all)[:, None]
     layer[:, modelled] = np.log1p(np.expm1(out[:, source].astype(np.float64)) * ratio).astype(np.float32)

@@ -110,11 +110,15 @@ class GapFill:
 
         found = checked_counts(adata, layer)
         _refuse_no_counts(found)
+        positions = self._positions(adata)
         genes = [str(g) for g in found.var_names]
         if self.bundle is None:
             counts, genes = _seen(found, genes, keep_genes=gene_layout is not None)
+            if positions is not None and found.n_empty_cells:
+                positions = positions.rows(found.cells_with_counts)
             counts, gene_layout = laid_out(counts, genes, self.layout_params, self.model_params.depth, gene_layout)
-            bundle = fit_gapfill(counts, gene_layout, self.model_params, self.train_params, logger, callbacks)
+            bundle = fit_gapfill(counts, gene_layout, self.model_params, self.train_params, logger, callbacks,
+                                 positions=positions)
         else:
             if gene_layout is not None:
                 raise ValueError("a fitted model keeps its gene layout; fine-tune without gene_layout")
@@ -124,22 +128,36 @@ class GapFill:
                 log.warning("adata: %d cells have no counts on the model's genes and do not train",
                             int((~with_counts).sum()))
                 counts = counts[with_counts]
+                positions = None if positions is None else positions.rows(with_counts)
             bundle = fit_gapfill(counts, self.bundle.layout, self.model_params, self.train_params, logger,
-                                 callbacks, start_from=self.bundle)
+                                 callbacks, start_from=self.bundle, positions=positions)
         if bundle is not None:  # None on the extra ranks of plain DDP
             bundle.impute_params = self.impute_params
             self.bundle = bundle
         return self
 
+    def _positions(self, adata: ad.AnnData) -> Any:
+        """``adata``'s spot positions where ``model.context_graph`` asks for them (one line saying how to
+        add them where they are missing); ``None`` for ``expression``."""
+        from scgapfill.graph.spatial import check_graph, positions_of
+
+        params = self.model_params if self.bundle is None else self.bundle.model
+        if params.context_graph == "expression":
+            return None
+        positions = positions_of(adata, params.context_library_key)
+        check_graph(params.context_graph, positions, adata.n_obs)
+        return positions
+
     def impute_matrix(self, adata: ad.AnnData, layer: str | None = AUTO) -> tuple[Any, Any, dict]:
         """The layer :meth:`impute` adds, which of the data's genes were modelled, and the gene report."""
         found = checked_counts(adata, layer)
-        values, modelled, report, kept = self._imputed(found)
+        values, modelled, report, kept = self._imputed(found, self._positions(adata))
         return _on_rows(values, kept), modelled, report
 
-    def _imputed(self, found: InputCounts) -> tuple[Any, Any, dict, Any]:
+    def _imputed(self, found: InputCounts, positions: Any = None) -> tuple[Any, Any, dict, Any]:
         """The imputed values of the cells with counts on the model's genes, which genes were modelled,
-        the gene report, and which cells those are (``None``: every cell)."""
+        the gene report, and which cells those are (``None``: every cell). ``positions``: every cell's
+        spot positions (``model.context_graph`` ``spatial`` or ``both``)."""
         from scgapfill.infer.streaming import cells_with_counts
 
         bundle = self._fitted()
@@ -154,11 +172,13 @@ class GapFill:
             kept = None
         else:
             aligned, counts = aligned[kept], counts[kept]
+            positions = None if positions is None else positions.rows(kept)
         params = self.impute_params
         if not same_genes(genes, bundle.gene_names):  # rescaled with the other genes in on_data_genes
             params = params.model_copy(update={"scale": "observed_library"})
-        out = impute_counts(bundle, aligned, params)
-        values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params)
+        out = impute_counts(bundle, aligned, params, positions=positions)
+        values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params,
+                                         bundle.model.context_graph, positions)
         return values, modelled, report, kept
 
     def impute(
@@ -181,7 +201,7 @@ class GapFill:
         ``inplace``, else a copy of ``adata``.
         """
         found = checked_counts(adata, layer)
-        values, modelled, report, kept = self._imputed(found)
+        values, modelled, report, kept = self._imputed(found, self._positions(adata))
         in_counts = at_observed_depth(values, found.counts if kept is None else found.counts[kept])
         target = adata if inplace else adata.copy()
         target.layers[key_added] = _on_rows(values, kept)
@@ -200,6 +220,10 @@ class GapFill:
         reference: :class:`~scgapfill.infer.reference.ReferenceImputation`); ``obs`` and ``chunk_size`` are then its own."""
         from scgapfill.infer.reference import BackedCounts, ReferenceImputation
         from scgapfill.infer.streaming import StreamedImputation
+
+        if self._fitted().model.context_graph != "expression":
+            raise ValueError(f"model.context_graph={self.bundle.model.context_graph!r}: streamed imputation does not "
+                             "read spot positions yet (the inference pipeline); impute in memory with GapFill.impute(adata)")
 
         if isinstance(counts, BackedCounts):
             return ReferenceImputation(self._fitted(), counts, self.impute_params, report)

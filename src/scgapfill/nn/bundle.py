@@ -225,6 +225,8 @@ def upgrade_params(
     for key in _DROPPED_FROM_MODEL:
         model.pop(key, None)
     train = dict(train_params)
+    # Bundles saved before train.budget trained every cell each epoch unless they said otherwise.
+    train.setdefault("budget", "thorough")
     loss = dict(train.get("loss") or {})
     for key, before_option in _ADDED_TO_LOSS.items():
         loss.setdefault(key, before_option)

@@ -132,14 +132,20 @@ def check_layout(counts: sp.csr_matrix, layout: dict, model_params: ModelParams)
 
 def training_data(
     counts: sp.csr_matrix, model_params: ModelParams, train_params: TrainParams, scaler: GeneScaler | None = None,
-    copy: bool = True, digest: Any = None,
+    copy: bool = True, digest: Any = None, positions: Any = None,
 ) -> TrainingData:
     """Log-normalise, split the cells, scale per gene (``scaler`` kept when given) and build the context.
 
     ``copy=False`` log-normalises a float64 CSR ``counts`` in place: for a caller that owns its copy
     and needs no counts afterwards (one matrix of the data's size less at the peak). ``digest`` is the
     counts' :func:`~scgapfill.graph.cellgraph.counts_digest` where the caller has hashed them already.
+    ``positions`` (:class:`~scgapfill.graph.spatial.SpotPositions`, one per row of ``counts``) are the spots'
+    coordinates, which ``model.context_graph`` ``spatial`` or ``both`` needs.
     """
+    from scgapfill.graph.spatial import check_graph, context_graph
+
+    if model_params.context_channel:
+        check_graph(model_params.context_graph, positions, counts.shape[0])
     cell_sizes = size_factors(counts)
     graph_settings = (model_params.context_k, model_params.context_n_pcs, train_params.seed)
     key = ""
@@ -153,6 +159,10 @@ def training_data(
     context = graph = None
     if model_params.context_channel:
         graph = cell_graph(values, *graph_settings, key=key)
+        if model_params.context_graph != "expression":
+            # Keyed by nothing: imputation builds the same graph again from the positions it is given.
+            graph = CellGraph(graph.pca, context_graph(model_params.context_graph, lambda: graph.graph, positions,
+                                                       model_params.context_k))
         context = ContextRows(NeighbourWalk(graph.graph, model_params.context_steps),
                               context_source(values, model_params.context_space), model_params.context_space, scaler)
     return TrainingData(scaler.transform(values), context, cell_sizes, train_cells, val_cells, scaler, graph=graph)
@@ -268,6 +278,7 @@ def fit_gapfill(
     logger: Any = None,
     callbacks: list[Callback] | None = None,
     start_from: GapFillBundle | None = None,
+    positions: Any = None,
 ) -> GapFillBundle | None:
     """Train the gap-filling U-Net.
 
@@ -288,6 +299,9 @@ def fit_gapfill(
     start_from
         A trained bundle on the same layout: training continues from its weights and keeps its
         per-gene scaler (fine-tuning); ``None`` starts from random weights.
+    positions
+        The cells' :class:`~scgapfill.graph.spatial.SpotPositions` (one per row), for
+        ``model.context_graph`` ``spatial`` or ``both``.
 
     Returns
     -------
@@ -313,7 +327,7 @@ def fit_gapfill(
     # ``counts`` is this function's own copy (as_counts_matrix): log-normalised in place, then gone.
     data = training_data(
         counts, model_params, train_params, None if start_from is None else GeneScaler.from_dict(start_from.scaler),
-        copy=False, digest=digest,
+        copy=False, digest=digest, positions=positions,
     )
     del counts
     module = seeded_module(data.scaler, layout, model_params, train_params)

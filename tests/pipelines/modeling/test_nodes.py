@@ -140,3 +140,32 @@ def test_final_refit_trains_again_on_every_count(stages) -> None:
     assert refit.uns["gapfill"]["refit"] is True
     assert list(refit.var_names) == list(before.var_names)
     assert not np.array_equal(refit.layers["imputed"], before.layers["imputed"])
+
+
+def test_spatial_spots_train_on_their_tissue_neighbours_and_the_deliverable_keeps_their_positions() -> None:
+    # The training pipeline's path for spatial data: positions carried through QC, the held-out and MCV
+    # copies, context_graph=spatial reads them, and the deliverable keeps obsm/uns["spatial"].
+    import scgapfill
+
+    raw = scgapfill.simulate(n_cells=120, n_genes=80, n_groups=3, seed=2)
+    raw.obsm["spatial"] = np.column_stack([np.arange(raw.n_obs) % 12, np.arange(raw.n_obs) // 12]).astype(float)
+    raw.obs["library_id"] = np.where(np.arange(raw.n_obs) < 60, "s1", "s2")
+    raw.uns["spatial"] = {lib: {"scalefactors": {"tissue_hires_scalef": 1.0, "spot_diameter_fullres": 1.0}}
+                          for lib in ("s1", "s2")}
+    normalized = processing.normalize(processing.quality_control(raw, {"min_genes": 5, "min_cells": 3}), {})
+    processed = processing.select_genes(normalized, {"n_top_genes": 50})
+    masked = masking.mask_counts(processed, masking.make_heldout_mask(processed, {"fraction": 0.1, "seed": 0}), {})
+    mcv_train, _ = masking.split_molecules(masked, {"train_fraction": 0.9, "seed": 0}, {})
+    assert "spatial" in mcv_train.obsm and "spatial" in masked.uns
+    model = {**MODEL, "context_graph": "spatial"}
+    layout = nodes.compute_gene_layout(masked, {}, model)
+    gapfill, _ = nodes.train_model(mcv_train, layout, model, {**TRAIN, "max_epochs": 1}, IMPUTE)
+    assert gapfill.bundle.model.context_graph == "spatial"
+    nodes.impute_masked(gapfill, masked, IMPUTE)
+    out = nodes.impute_all(gapfill, normalized, IMPUTE, {}, TRAIN, {}, {})
+    np.testing.assert_array_equal(out.obsm["spatial"], normalized.obsm["spatial"])
+    assert set(out.uns["spatial"]) == {"s1", "s2"} and list(out.obs_names) == list(normalized.obs_names)
+    # Without positions the same model says how to give them.
+    del masked.obsm["spatial"]
+    with pytest.raises(ValueError, match=r"obsm\['spatial'\]"):
+        nodes.impute_masked(gapfill, masked, IMPUTE)

@@ -22,6 +22,7 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "gene_mean": simple.gene_mean,
     "gene_depth": simple.gene_depth,
     "knn": simple.knn,
+    "knn_spatial": simple.knn_spatial,
     "magic": magic.magic,
     "alra": alra.alra,
     "scvi": scvi.scvi,
@@ -45,7 +46,7 @@ def run_baseline(name: str, counts: Any, seed: int = 0, **kwargs: Any) -> np.nda
     seed
         Random seed, passed on.
     **kwargs
-        The baseline's own options (e.g. ``k`` for ``knn``).
+        The baseline's own options (e.g. ``k`` for ``knn``; ``positions`` for ``knn_spatial``).
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")

@@ -14,7 +14,8 @@ import scipy.sparse as sp
 
 from scgapfill.data.normalization import check_counts, expected_lognorm, lognorm, size_factors
 
-__all__ = ["lognorm_counts", "none", "gene_mean", "gene_depth", "expected_nonzero_lognorm", "zeros_as_nonzero_draws", "knn"]
+__all__ = ["lognorm_counts", "none", "gene_mean", "gene_depth", "expected_nonzero_lognorm", "zeros_as_nonzero_draws", "knn",
+           "knn_spatial"]
 
 def lognorm_counts(counts: Any) -> sp.csr_matrix:
     """Validated counts in the evaluation space, as CSR with no stored zeros."""
@@ -145,3 +146,34 @@ def knn(counts: Any, *, k: int = 15, n_pcs: int = 30, seed: int = 0) -> np.ndarr
     rows = np.repeat(np.arange(n_cells), k)
     weights = sp.csr_matrix((np.full(rows.size, 1.0 / k), (rows, neighbours.ravel())), shape=(n_cells, n_cells))
     return np.asarray((weights @ values).toarray())
+
+
+def knn_spatial(counts: Any, *, positions: Any = None, k: int = 15, seed: int = 0) -> np.ndarray:
+    """Average each spot's lognorm profile over its ``k`` nearest spots in the tissue: :func:`knn` with
+    the neighbours found by the spots' coordinates (``obsm["spatial"]``) instead of their expression, never
+    across sections.
+
+    Parameters
+    ----------
+    counts
+        Spots x genes (masked) counts, scipy sparse or dense.
+    positions
+        The spots' :class:`~scgapfill.graph.spatial.SpotPositions` (one per row of ``counts``; from
+        :func:`~scgapfill.graph.spatial.positions_of`).
+    k
+        Spots averaged, the spot itself included (capped at each section's spots).
+    seed
+        Unused (the search is exact); the baselines' common signature.
+    """
+    from scgapfill.graph.spatial import check_graph, spatial_graph
+
+    k = _check_positive_int(k, "k")
+    values = lognorm_counts(counts)
+    check_graph("spatial", positions, values.shape[0])
+    if k == 1:
+        return np.asarray(values.toarray())
+    others = spatial_graph(positions, k - 1)  # weight 1/n on each of a spot's n neighbours
+    # The spot and its neighbours, equal weights (as knn: the spot itself is one of the k).
+    counted = np.diff(others.indptr).astype(np.float64)
+    weights = sp.diags(counted / (counted + 1)) @ others + sp.diags(1.0 / (counted + 1))
+    return np.asarray((sp.csr_matrix(weights) @ values).toarray())

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 
 from scgapfill.data.normalization import lognorm
+from scgapfill.graph.spatial import carry_spatial
 from scgapfill.params import parse
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,8 @@ def impute_all(gapfill_model, normalized: ad.AnnData, impute: dict, final: dict,
     Every cell and gene that passed QC, in input order: ``layers["counts"]`` the QC'd counts,
     ``X`` their log-normalisation, ``layers["imputed"]`` on the same scale (the modelled genes
     imputed, the others averaged over each cell's nearest cells as ``impute.unmodelled`` says;
-    ``var["gapfill_modelled"]``). With ``final.refit`` the model is first trained again on all the
+    ``var["gapfill_modelled"]``), and the input's ``obsm["spatial"]`` and ``uns["spatial"]`` where it has
+    them. With ``final.refit`` the model is first trained again on all the
     processed counts of its genes.
     """
     from scgapfill.model import GapFill
@@ -129,6 +131,7 @@ def impute_all(gapfill_model, normalized: ad.AnnData, impute: dict, final: dict,
         layers={"counts": counts},
     )
     out.uns["normalize"] = {"target_sum": target_sum}
+    carry_spatial(normalized, out)  # spatial data stays drawable with scanpy.pl.spatial
     gapfill.impute(out, layer="counts", key_added="imputed", inplace=True)
     out.uns["gapfill"]["refit"] = parse("final", final).refit
     log.info("Deliverable: %d cells x %d genes, %d of them imputed by the model",
