@@ -108,3 +108,44 @@ def test_training_mask_rejects_bad_parameters():
         masks.sample_training_mask(values, valid, 0.6, 0.2)
     with pytest.raises(ValueError, match="training_mask.mode"):
         masks.sample_training_mask(values, valid, mode="gaussian")
+
+
+def _grid_counts(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.poisson(torch.full((64, 1, 16, 16), 3.0), generator=gen)
+    valid = torch.zeros_like(counts, dtype=torch.bool)
+    valid[..., :12, :] = True  # the last rows are grid padding
+    return counts, valid
+
+
+def test_molecule_split_conserves_molecules_and_shares_none():
+    counts, valid = _grid_counts()
+    inputs, target, fraction = masks.split_training_molecules(
+        counts, valid, 0.1, 0.3, generator=torch.Generator().manual_seed(0)
+    )
+    # Every molecule of a gene's entry goes to exactly one side: input + target = counts, both >= 0.
+    assert torch.equal(inputs + target, counts * valid)
+    assert (inputs >= 0).all() and (target >= 0).all()
+    assert torch.equal(inputs, inputs.round()) and torch.equal(target, target.round())
+    # Padding holds no molecule on either side.
+    assert not inputs[~valid].any() and not target[~valid].any()
+    # One input fraction per cell, in [1 - max_rate, 1 - min_rate], and it is what the cell got.
+    assert fraction.shape == (64, 1, 1, 1)
+    assert ((fraction >= 0.7) & (fraction <= 0.9)).all()
+    assert fraction.std() > 0.03, "the fraction must be drawn per cell, not per batch"
+    share = inputs.sum(dim=(1, 2, 3)) / (counts * valid).sum(dim=(1, 2, 3))
+    assert torch.allclose(share, fraction.view(-1), atol=0.05)
+
+
+def test_molecule_split_is_seeded():
+    counts, valid = _grid_counts()
+    a = masks.split_training_molecules(counts, valid, generator=torch.Generator().manual_seed(4))
+    b = masks.split_training_molecules(counts, valid, generator=torch.Generator().manual_seed(4))
+    c = masks.split_training_molecules(counts, valid, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+    with pytest.raises(ValueError, match="min_rate"):
+        masks.split_training_molecules(counts, valid, 0.6, 0.2)
+    # The entry masks do not take the molecule mode: it splits counts, not entries.
+    with pytest.raises(ValueError, match="split_training_molecules"):
+        masks.sample_training_mask(counts, valid, mode="molecules")

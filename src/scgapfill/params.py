@@ -143,11 +143,12 @@ class MCVParams(_Params):
 
 
 class TrainingMaskParams(_Params):
-    min_rate: float = Field(0.05, ge=0, le=1)
-    max_rate: float = Field(0.5, ge=0, le=1)
-    mode: Literal["uniform", "dropout"] = Field(
+    min_rate: float = Field(0.05, ge=0, le=1, description='least fraction hidden (molecules: moved to the target)')
+    max_rate: float = Field(0.5, ge=0, le=1, description='most fraction hidden (molecules: moved to the target)')
+    mode: Literal["uniform", "dropout", "molecules"] = Field(
         "uniform",
-        description='uniform | dropout (low values hidden more often)',
+        description='uniform | dropout (low values hidden more often) | molecules (each count split binomially '
+                    'into input and target molecules per cell; the loss scores the target on every entry)',
     )
 
     @model_validator(mode="after")

@@ -207,3 +207,25 @@ def test_zip_weight_needs_its_curve_and_trains_it():
     assert terms["loss"].item() == pytest.approx(terms["zip"].item()) and terms["poisson"].item() == 0.0
     terms["loss"].backward()
     assert curve.grad is not None and curve.grad.abs().sum() > 0
+
+
+def test_given_target_counts_are_what_the_count_terms_score():
+    # The molecule split scores its target molecules, not the counts behind the target grid.
+    pred = torch.full((1, 1, 2, 2), 0.5)
+    target = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2)
+    molecules = torch.tensor([2.0, 0.0, 1.0, 4.0]).view(1, 1, 2, 2)
+    everything = torch.ones_like(pred, dtype=torch.bool)
+    params = LossParams(alpha=0.0, beta=0.0, gamma=0.0, ssim=0.0, poisson=1.0, zip=0.0, unmasked_weight=0.0)
+
+    def to_counts(grid):
+        return torch.expm1(grid * 4.0) * 500 / 1e4
+
+    mu = to_counts(pred)
+    by_hand = (mu - molecules * torch.log(mu + 1e-6)).mean().item()
+    terms = loss_terms(pred, target, everything, everything, params, to_counts, target_counts=molecules)
+    assert terms["poisson"].item() == pytest.approx(by_hand, rel=1e-5)
+    assert gapfill_loss(pred, target, everything, everything, params, to_counts,
+                        target_counts=molecules).item() == pytest.approx(by_hand, rel=1e-5)
+    # Without them, the counts of the target grid: a different loss.
+    assert loss_terms(pred, target, everything, everything, params, to_counts)["poisson"].item() != pytest.approx(
+        by_hand, rel=1e-3)

@@ -481,3 +481,100 @@ def test_a_bundle_is_typed_and_older_ones_are_upgraded_as_they_are_read(bundle):
     assert (old.train.budget, old.train.max_steps, old.train.lr_schedule) == ("thorough", -1, "constant")
     assert old.impute.output_smoothing == 0.3 and old.impute.scale == "observed_library"
     assert old.model == bundle.model
+
+
+def _molecule_module(counts, layout, model_params, train_params, **loss):
+    """A module in ``training_mask.mode: molecules`` and one training batch on its grid, dropout off."""
+    from scgapfill.params import TrainParams
+    from scgapfill.train.fit import _loaders, seeded_module, training_data
+
+    params = TrainParams(**{**train_params.model_dump(), "training_mask": {"mode": "molecules"},
+                            "loss": {**train_params.loss.model_dump(), **loss}})
+    data = training_data(counts, model_params, params)
+    module = seeded_module(data.scaler, layout, model_params, params).eval()
+    train_loader, _ = _loaders(data, counts.shape[1], params)
+    batch = module.on_after_batch_transfer(next(iter(train_loader)), 0)
+    return module, batch
+
+
+def _recorded_molecule_step(module, batch, monkeypatch, seed=0):
+    """Run one molecule step; what the split drew, what the network saw, what the loss got."""
+    import scgapfill.train.module as module_code
+
+    seen = {}
+    split = module_code.split_training_molecules
+    loss = module_code.gapfill_loss
+
+    def recorded_split(*args, **kwargs):
+        seen["split"] = split(*args, **kwargs)
+        return seen["split"]
+
+    def recorded_loss(*args, **kwargs):
+        seen["loss_args"], seen["loss_kwargs"] = args, kwargs
+        return loss(*args, **kwargs)
+
+    def recorded_net(channels):
+        seen["channels"] = channels
+        return net(channels)
+
+    net = module.net
+    monkeypatch.setattr(module_code, "split_training_molecules", recorded_split)
+    monkeypatch.setattr(module_code, "gapfill_loss", recorded_loss)
+    monkeypatch.setattr(module, "forward", lambda values, hidden=None, context=None: recorded_net(
+        module_code.network_input(values, hidden, context)))
+    with torch.no_grad():
+        seen["loss"] = module._step(batch, torch.Generator().manual_seed(seed))
+    return seen
+
+
+def test_molecule_mode_input_carries_no_target_molecule(counts, layout, model_params, train_params, monkeypatch):
+    module, batch = _molecule_module(counts, layout, model_params, train_params)
+    seen = _recorded_molecule_step(module, batch, monkeypatch)
+    inputs, target, fraction = seen["split"]
+    valid = batch["valid"].expand_as(batch["values"])
+    scale, depth = module.gene_scale, batch["size_factor"]
+    # The split is of the cell's own counts, recovered from its values: all of them, nothing more.
+    full = torch.round(torch.expm1(batch["values"] * scale) * depth / 1e4) * valid
+    assert torch.equal(inputs + target, full)
+    assert target.sum() > 0 and inputs.sum() > 0
+    # The network's values are the input molecules alone, normalised at the input's own depth
+    # (the size factor is the cell's total on the modelled genes, so the input's is its sum) ...
+    seen_values, observed = seen["channels"][:, :1], seen["channels"][:, 1:2]
+    input_depth = inputs.sum(dim=(1, 2, 3), keepdim=True)
+    back = torch.round(torch.expm1(seen_values * scale) * input_depth / 1e4) * valid
+    unclipped = seen_values < 1
+    assert torch.equal(back[unclipped], inputs[unclipped])
+    # ... so an entry whose molecules all went to the target is a zero to the network, unobserved.
+    only_target = (inputs == 0) & (target > 0)
+    assert only_target.any()
+    assert not seen_values[only_target].any() and not observed[only_target].any()
+    assert torch.equal(observed.bool(), inputs > 0)
+    # The context channel is the one made beforehand, untouched by the split.
+    assert torch.equal(seen["channels"][:, 2:3], batch["context"])
+
+
+def test_molecule_mode_loss_is_the_target_likelihood_over_every_valid_entry(
+        counts, layout, model_params, train_params, monkeypatch):
+    module, batch = _molecule_module(counts, layout, model_params, train_params, poisson=1.0, zip=0.0)
+    seen = _recorded_molecule_step(module, batch, monkeypatch)
+    inputs, target, fraction = seen["split"]
+    valid = batch["valid"].expand_as(batch["values"])
+    # Every valid entry is scored, none left out as "visible", and the counts scored are the target's.
+    scored = seen["loss_args"][2]
+    assert torch.equal(scored.bool(), valid.bool())
+    assert torch.equal(seen["loss_kwargs"]["target_counts"], target)
+    # By hand: Poisson NLL of the target molecules, the prediction at the target's depth (1 - p) x the cell's.
+    pred = module.net(seen["channels"])
+    mu = torch.expm1(pred * module.gene_scale) * (1 - fraction) * batch["size_factor"] / 1e4
+    nll = mu - target * torch.log(mu + 1e-6)
+    assert seen["loss"].item() == pytest.approx(nll[valid].mean().item(), rel=1e-5)
+
+
+def test_molecule_mode_loss_is_seeded(counts, layout, model_params, train_params):
+    module, batch = _molecule_module(counts, layout, model_params, train_params)
+    with torch.no_grad():
+        a = module._step(batch, torch.Generator().manual_seed(3))
+        b = module._step(batch, torch.Generator().manual_seed(3))
+        c = module._step(batch, torch.Generator().manual_seed(4))
+    assert torch.isfinite(a) and a.item() == b.item()
+    assert a.item() != c.item()

@@ -1,5 +1,5 @@
 """Masks: the held-out evaluation mask, the molecular cross-validation split, and
-the random masks drawn for every training batch.
+the random masks (or molecule splits, :func:`split_training_molecules`) drawn for every training batch.
 
 The held-out mask is fixed by a seed and hides a fraction of the nonzero counts
 from everything that trains or imputes; only evaluation reads their values.
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import torch
 
 MASK_MODES = ("uniform", "dropout")
+# Training modes that split each count into input and target molecules instead of hiding entries.
+MOLECULE_MODES = ("molecules",)
+TRAINING_MODES = MASK_MODES + MOLECULE_MODES
 
 
 def _as_csr_counts(counts: Any, what: str = "counts") -> sp.csr_matrix:
@@ -103,7 +106,8 @@ def sample_training_mask(
     if not 0 <= min_rate <= max_rate <= 1:
         raise ValueError(f"training_mask needs 0 <= min_rate <= max_rate <= 1, got {min_rate}, {max_rate}")
     if mode not in MASK_MODES:
-        raise ValueError(f"training_mask.mode={mode!r} is not one of {list(MASK_MODES)}")
+        hint = " (molecules splits counts: split_training_molecules)" if mode in MOLECULE_MODES else ""
+        raise ValueError(f"training_mask.mode={mode!r} is not one of {list(MASK_MODES)}{hint}")
     device = values.device
     rate = min_rate + (max_rate - min_rate) * torch.rand((), generator=generator, device=device)
     if mode == "uniform":
@@ -114,3 +118,43 @@ def sample_training_mask(
         prob = (rate * weight / mean_weight.clamp(min=1e-8)).clamp(max=1.0)
     draw = torch.rand(values.shape, generator=generator, device=device)
     return (draw < prob) & valid.bool()
+
+
+def split_training_molecules(
+    counts: "torch.Tensor",
+    valid: "torch.Tensor",
+    min_rate: float = 0.05,
+    max_rate: float = 0.5,
+    generator: "torch.Generator | None" = None,
+) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """A fresh binomial split of one batch's counts into input and target molecules.
+
+    Molecular cross-validation's split (Batson et al. 2019), drawn per batch as Noise2Self draws its
+    masks: each cell (row along the first axis) draws the fraction of its molecules that go to the
+    target, ``rate`` uniform in ``[min_rate, max_rate]``; each entry's input is
+    ``Binomial(count, 1 - rate)`` and its target the rest, so ``input + target == counts`` and no
+    molecule is in both. Entries outside ``valid`` (grid padding) get none.
+
+    Parameters
+    ----------
+    counts
+        ``(n, ...)`` non-negative integer counts (floats holding integers).
+    valid
+        Broadcasts against ``counts``; true where an entry holds a gene.
+
+    Returns
+    -------
+    ``(input, target, input_fraction)``: two tensors shaped like ``counts`` (float32) and the
+    per-cell input fraction ``1 - rate``, shaped ``(n, 1, ..., 1)`` to broadcast against them.
+    """
+    import torch
+
+    if not 0 <= min_rate <= max_rate <= 1:
+        raise ValueError(f"training_mask needs 0 <= min_rate <= max_rate <= 1, got {min_rate}, {max_rate}")
+    counts = (counts.float().clamp(min=0).round() * valid.expand_as(counts)).contiguous()
+    device = counts.device
+    per_cell = (counts.shape[0],) + (1,) * (counts.dim() - 1)
+    rate = min_rate + (max_rate - min_rate) * torch.rand(per_cell, generator=generator, device=device)
+    input_fraction = 1.0 - rate
+    inputs = torch.binomial(counts, input_fraction.expand_as(counts).contiguous(), generator=generator)
+    return inputs, counts - inputs, input_fraction

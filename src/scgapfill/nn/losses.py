@@ -142,6 +142,7 @@ def loss_terms(
     to_counts: Any = None,
     log_theta: torch.Tensor | None = None,
     dropout_curve: torch.Tensor | None = None,
+    target_counts: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every term of :func:`gapfill_loss` and their weighted sum under ``"loss"``.
 
@@ -163,6 +164,10 @@ def loss_terms(
     dropout_curve
         ``(2,)`` intercept and slope of the dropout curve in the log expected count (needed when
         ``zip`` > 0); see :func:`masked_zip_nll`.
+    target_counts
+        The counts the count terms score, shaped like ``pred``; by default ``to_counts(target)``
+        rounded. The molecule split (``training_mask.mode: molecules``) gives its target molecules
+        here, with ``to_counts`` mapping the prediction to the target's depth.
     """
     # Losses in float32 even under bf16 autocast: small differences matter here.
     pred, target = pred.float(), target.float()
@@ -194,7 +199,8 @@ def loss_terms(
         "zip": zero,
     }
     if poisson or nb or zip_:
-        mu, counts = to_counts(pred), to_counts(target).round()
+        mu = to_counts(pred)
+        counts = to_counts(target).round() if target_counts is None else target_counts.float()
     if poisson:
         terms["poisson"] = scored(lambda entries: masked_poisson_nll(mu, counts, entries))
     if nb:
@@ -217,6 +223,7 @@ def gapfill_loss(
     to_counts: Any = None,
     log_theta: torch.Tensor | None = None,
     dropout_curve: torch.Tensor | None = None,
+    target_counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``alpha*MSE + beta*MAE + gamma*TV + ssim*(1 - SSIM) + poisson*PoissonNLL + nb*NegBinNLL + zip*ZIPNLL``.
 
@@ -224,4 +231,5 @@ def gapfill_loss(
     ``unmasked_weight`` times the same over the visible valid entries. See
     :func:`loss_terms` for the parameters.
     """
-    return loss_terms(pred, target, train_mask, valid, loss_params, to_counts, log_theta, dropout_curve)["loss"]
+    return loss_terms(pred, target, train_mask, valid, loss_params, to_counts, log_theta, dropout_curve,
+                      target_counts)["loss"]

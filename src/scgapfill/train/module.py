@@ -1,4 +1,4 @@
-"""The LightningModule: dynamic training masks per batch, loss on what was hidden."""
+"""The LightningModule: dynamic training masks (or molecule splits) per batch, loss on what was hidden."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from scgapfill.data.masks import sample_training_mask
+from scgapfill.data.masks import MOLECULE_MODES, sample_training_mask, split_training_molecules
 from scgapfill.nn import build_unet, gapfill_loss, network_input
 from scgapfill.train.data import GridScatter
 
@@ -37,6 +37,17 @@ class GapFillModule(L.LightningModule):
     teaches the network that every zero is a hidden nonzero, and it then fills
     true zeros too. The validation mask comes from a fixed seed, re-seeded every
     validation epoch, so ``val_loss`` is comparable across epochs.
+
+    ``training_mask.mode: molecules`` hides molecules instead of entries (molecular
+    cross-validation's split, Noise2Self's training): each cell's counts, recovered from its
+    scaled values and size factor, are split binomially into input and target molecules
+    (:func:`~scgapfill.data.masks.split_training_molecules`, the target a fraction in
+    ``[min_rate, max_rate]`` per cell). The network sees the input part normalised at its own
+    depth, as values are made from counts (``log1p(count / depth * 1e4) / gene_scale``, clipped
+    to [0, 1]), with nothing hidden; the count terms of the loss score the target molecules on
+    every valid entry, the prediction taken to the target's expected depth ``(1 - p) x`` the
+    cell's. The neighbour context is left as made beforehand from the neighbours' full counts (the
+    cell's own molecules are never in it). Imputation is unchanged: the network sees full counts.
     """
 
     def __init__(self, model_params: ModelParams, train_params: TrainParams, gene_scale: torch.Tensor | None = None,
@@ -81,10 +92,45 @@ class GapFillModule(L.LightningModule):
         seed = self.train_params.seed + offset + _RANK_SEED_STRIDE * int(self.global_rank)
         return torch.Generator(device=device).manual_seed(seed)
 
-    def _step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    def _molecule_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """The loss of one batch under ``training_mask.mode: molecules`` (the class notes)."""
+        if "size_factor" not in batch:
+            raise ValueError("training_mask.mode: molecules needs the cells' size factors in the batch "
+                             "(the counts are recovered from the values with them)")
         values = batch["values"]
         valid = batch["valid"].expand_as(values)
+        scale = self.gene_scale.float()
+        depth = batch["size_factor"].float()
+        # The inverse of how the values were made: scaled value -> log1p(count / sf * 1e4) -> count.
+        counts = torch.round(torch.expm1(values.float() * scale) * depth / 1e4) * valid
         mask_params = self.train_params.training_mask
+        inputs, target, input_fraction = split_training_molecules(
+            counts, valid, mask_params.min_rate, mask_params.max_rate, generator=generator
+        )
+        # The input's own depth: the cell's depth times its share of the molecules on the grid
+        # (the size factor counts the modelled genes, so this is the input's total on them).
+        totals = counts.sum(dim=(1, 2, 3), keepdim=True)
+        input_depth = (depth * inputs.sum(dim=(1, 2, 3), keepdim=True) / totals.clamp(min=1.0)).clamp(min=1e-6)
+        target_depth = ((1.0 - input_fraction) * depth).clamp(min=1e-6)
+
+        def scaled(part: torch.Tensor, part_depth: torch.Tensor) -> torch.Tensor:
+            return (torch.log1p(part / part_depth * 1e4) / scale).clamp(0.0, 1.0) * valid
+
+        def target_counts(grid: torch.Tensor) -> torch.Tensor:
+            # scaled value -> level per 1e4 -> expected count at the target's depth
+            return torch.expm1(grid.float() * self.gene_scale) * target_depth / 1e4
+
+        network_values = scaled(inputs, input_depth).to(values.dtype)
+        pred = self(network_values, None, batch.get("context") if self.use_context else None)
+        return gapfill_loss(pred, scaled(target, target_depth), valid, valid, self.train_params.loss, target_counts,
+                            self.log_theta, self.dropout_curve, target_counts=target)
+
+    def _step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        mask_params = self.train_params.training_mask
+        if mask_params.mode in MOLECULE_MODES:
+            return self._molecule_step(batch, generator)
+        values = batch["values"]
+        valid = batch["valid"].expand_as(values)
         hidden = sample_training_mask(
             values,
             valid,
