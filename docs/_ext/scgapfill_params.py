@@ -198,6 +198,10 @@ def value_text(value: Any) -> str:
     return repr(value)
 
 
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
 def same_value(schema: Any, conf: Any) -> bool:
     if isinstance(schema, (list, tuple)) and isinstance(conf, (list, tuple)):
         return list(schema) == list(conf)
@@ -226,7 +230,8 @@ def rows(section: str, model: type, comments: dict[str, str], values: dict[str, 
             "key": key,
             "type": type_text(field.annotation),
             "bounds": bounds_text(field),
-            "default": value_text(default),
+            # A field the yml leaves at auto (decided at run time: train.budget, the CPUs) shows auto.
+            "default": "auto" if _is_auto(conf) and same_value(default, conf) else value_text(default),
             "conf": None if conf is PydanticUndefined or same_value(default, conf) else value_text(conf),
             "missing_from_conf": conf is PydanticUndefined,
             "description": description,
