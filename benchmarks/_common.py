@@ -8,8 +8,10 @@ here measures anything; the measurements stay in the scripts, the protocol in th
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -91,3 +93,11 @@ def print_variant_tables(frame: Any, metrics: list[str]) -> None:
         print_table(["variant", *columns],
                     [[name, *[mean_sd(group[c]) for c in columns]] for name, group in rows.groupby("variant", sort=False)])
         print()
+
+
+def json_child(command: Sequence[str], what: str, cwd: str | os.PathLike | None = None) -> dict:
+    """Run ``command`` in a fresh process (so that its peak RSS is its own); the JSON line it prints last."""
+    proc = subprocess.run(list(command), capture_output=True, text=True, cwd=cwd)
+    if proc.returncode:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, machine_line, parameters, print_table
+from _common import ROOT, json_child, machine_line, parameters, print_table
 from inference_memory import peak_rss_mb
 
 REAL = ROOT / "data" / "01_raw" / "real"
@@ -65,18 +64,11 @@ def run_magic(overrides: list[str]) -> dict:
             "n_cells": int(processed.n_obs), "n_genes": int(processed.n_vars)}
 
 
-def child(command: list[str], what: str) -> dict:
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode:
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def measure(data: str, genes: int, settings: list[str]) -> dict:
     inputs = [f"{key}={value}" for key, value in input_params(data, genes).items()]
-    pipeline = child([sys.executable, str(ROOT / "benchmarks" / "pipeline_timing.py"), "--json",
-                      "--params", ",".join(inputs + settings)], f"the training pipeline on {data}")
-    magic = child([sys.executable, __file__, "--_magic", *inputs], f"MAGIC on {data}")
+    pipeline = json_child([sys.executable, str(ROOT / "benchmarks" / "pipeline_timing.py"), "--json",
+                           "--params", ",".join(inputs + settings)], f"the training pipeline on {data}", cwd=ROOT)
+    magic = json_child([sys.executable, __file__, "--_magic", *inputs], f"MAGIC on {data}", cwd=ROOT)
     fit = sum(pipeline["nodes"].get(name, 0.0) for name in FIT_NODES)
     return {"data": data, "cells": magic["n_cells"], "genes": magic["n_genes"],
             "pipeline_s": pipeline["seconds"], "pipeline_peak_gb": pipeline["peak_rss_mb"] / 1024,

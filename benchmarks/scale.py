@@ -67,7 +67,7 @@ import pandas as pd
 
 import inference_memory
 from _common import machine_line as common_machine_line
-from _common import parameters, quiet_train
+from _common import json_child, parameters, quiet_train
 
 REFERENCE = "magic"  # the method every time is divided by
 UNET = "unet"
@@ -286,10 +286,7 @@ def run_child(stage: str, workdir: Path, params_path: Path, stage_times: bool = 
     command = [sys.executable, __file__, "--_stage", stage, "--_workdir", str(workdir), "--_params", str(params_path)]
     if not stage_times:
         command.append("--no-stage-times")
-    proc = subprocess.run(command, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{stage} on {workdir.name} cells failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_child(command, f"{stage} on {workdir.name} cells")
 
 
 def score(workdir: Path, method: str) -> dict:

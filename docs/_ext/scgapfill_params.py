@@ -205,7 +205,7 @@ def _is_auto(value: Any) -> bool:
 def same_value(schema: Any, conf: Any) -> bool:
     if isinstance(schema, (list, tuple)) and isinstance(conf, (list, tuple)):
         return list(schema) == list(conf)
-    if isinstance(conf, str) and conf.strip().lower() == "auto" and schema in (None, 0, "auto"):
+    if _is_auto(conf) and schema in (None, 0, "auto"):
         return True  # "auto" in the yml is how the schema's 0/None is written there
     return schema == conf or (isinstance(conf, float) and isinstance(schema, (int, float)) and float(schema) == conf)
 
