@@ -87,6 +87,25 @@ def test_plots_off_still_draws_the_heldout_scatter_the_catalog_logs(setup):
         "heldout_scatter.png", "umap_before_after.png"}
 
 
+
+def test_spots_with_a_tissue_image_add_the_spatial_figure(setup):
+    import anndata as ad
+
+    from scgapfill.params import EvaluationParams
+    from scgapfill.pipelines.evaluation.nodes import make_figures
+
+    _, counts, _, _, _, data = setup
+    imputed = lognorm(counts, size_factors(counts)).toarray()
+    spots = ad.AnnData(sp.csr_matrix(imputed), layers={"imputed": imputed + 0.1})
+    assert set(make_figures(data, imputed, None, EvaluationParams(plots=False), spots)) == {"heldout_scatter.png"}
+    side = int(np.ceil(np.sqrt(spots.n_obs)))
+    spots.obsm["spatial"] = np.column_stack(np.divmod(np.arange(spots.n_obs), side)).astype(float)
+    spots.uns["spatial"] = {"s1": {"images": {"hires": np.ones((side, side, 3))},
+                                   "scalefactors": {"tissue_hires_scalef": 1.0}}}
+    assert set(make_figures(data, imputed, None, EvaluationParams(plots=False), spots)) == {
+        "heldout_scatter.png", "spatial_before_after.png"}
+
+
 def test_metrics_json_holds_null_not_nan():
     import json
 

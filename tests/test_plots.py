@@ -58,3 +58,37 @@ def test_loss_curves(tmp_path):
     fig.savefig(tmp_path / "loss.png")
     with pytest.raises(ValueError, match="val_loss"):
         loss_curves(history.drop(columns="val_loss"))
+
+
+def _two_sections(side: int = 12):
+    """Two sections of side x side spots; gene g0 rises across each section, the others are noise."""
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    y, x = np.divmod(np.arange(side * side), side)
+    section = np.repeat(["left", "right"], side * side)
+    xs, ys = np.tile(x, 2), np.tile(y, 2)
+    values = rng.gamma(1.0, 0.5, size=(2 * side * side, 6))
+    values[:, 0] = xs / side * 3
+    spots = ad.AnnData(values.astype(np.float32), obs=pd.DataFrame({"library_id": section},
+                                                                  index=[f"s{i}" for i in range(len(section))]))
+    spots.var_names = [f"g{j}" for j in range(6)]
+    spots.layers["imputed"] = values + 0.1
+    spots.obsm["spatial"] = np.column_stack([xs, ys]).astype(float) * 50
+    spots.uns["spatial"] = {lib: {"images": {"hires": np.full((side * 6, side * 6, 3), 0.8, dtype=np.float32)},
+                                  "scalefactors": {"tissue_hires_scalef": 0.1}} for lib in ("left", "right")}
+    return spots
+
+
+def test_the_most_spatially_patterned_gene_is_drawn_on_each_section_before_and_after(tmp_path):
+    from scgapfill.eval.plots import spatial_before_after, spatial_genes
+
+    spots = _two_sections()
+    genes = spatial_genes(spots, n_genes=2)
+    assert genes[0] == "g0"
+    fig = spatial_before_after(spots, genes)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[:4] == ["g0: before (left)", "g0: after (left)", "g0: before (right)", "g0: after (right)"]
+    assert len(titles) == 8
+    assert sum(len(ax.images) for ax in fig.axes) == 8  # the tissue image under every panel
+    fig.savefig(tmp_path / "spatial.png")

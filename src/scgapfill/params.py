@@ -390,6 +390,14 @@ class ImputeParams(_Params):
     )
 
 
+    # A per-cell score of how badly the model predicts molecules hidden from the cell (infer/anomaly.py).
+    anomaly: bool = Field(
+        True,
+        description='obs["gapfill_anomaly"]: the Poisson deviance of a tenth of each cell\'s counts hidden and '
+        'predicted, depth-free, as a robust z; obs["gapfill_anomaly_flag"] at 3 or more (docs/anomaly.md)',
+    )
+
+
 class FinalParams(_Params):
     # Train again on every processed count (no held-out mask) before imputing the deliverable.
     refit: bool = Field(

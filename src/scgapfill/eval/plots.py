@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from scgapfill.eval.metrics import pearson, rmse
 
-__all__ = ["umap_before_after", "heldout_scatter", "loss_curves"]
+__all__ = ["umap_before_after", "heldout_scatter", "loss_curves", "spatial_before_after", "spatial_genes"]
 
 MAX_SCATTER_POINTS = 20_000
 _MAX_LEGEND_ENTRIES = 20
@@ -164,4 +164,60 @@ def loss_curves(history: Any) -> Figure:
     ax.set_ylabel("loss")
     ax.set_title("training curves")
     ax.legend(frameon=False)
+    return fig
+
+
+# Sections drawn at most, and genes per figure: enough to see a pattern, few enough to read.
+_MAX_SECTIONS = 2
+N_SPATIAL_GENES = 3
+
+
+def spatial_genes(adata: Any, n_genes: int = N_SPATIAL_GENES, k: int = 6, library_key: str = "library_id") -> list[str]:
+    """The ``n_genes`` modelled genes whose imputed values are most spatially autocorrelated (Moran's I
+    over each spot's ``k`` nearest spots of its section): the patterns worth looking at on the tissue."""
+    import scanpy as sc
+
+    from scgapfill.graph.spatial import positions_of, spatial_graph
+
+    modelled = np.asarray(adata.var.get("gapfill_modelled", np.ones(adata.n_vars, bool)), dtype=bool)
+    values = np.asarray(adata.layers["imputed"])[:, modelled]
+    graph = spatial_graph(positions_of(adata, library_key), k)
+    score = np.nan_to_num(np.asarray(sc.metrics.morans_i(graph, values.T)), nan=-np.inf)
+    return list(np.asarray(adata.var_names)[modelled][np.argsort(-score)[:n_genes]])
+
+
+def spatial_before_after(adata: Any, genes: list[str], library_key: str = "library_id",
+                         image_key: str = "hires") -> Figure:
+    """Genes on the tissue image, before (``X``, the log-normalised counts given) and after imputation
+    (``layers["imputed"]``): one row per gene, a before and an after column per section (two at most).
+
+    ``adata`` has the spots' ``obsm["spatial"]`` (full-resolution pixels) and, as ``scanpy.pl.spatial``
+    reads them, ``uns["spatial"][library]["images"][image_key]`` and its ``scalefactors``
+    (``tissue_<image_key>_scalef``); the spots of each section are read from ``obs[library_key]``."""
+    libraries = list(adata.uns["spatial"])[:_MAX_SECTIONS]
+    of_spot = (adata.obs[library_key].astype(str).to_numpy() if library_key in adata.obs
+               else np.full(adata.n_obs, libraries[0]))
+    coords = np.asarray(adata.obsm["spatial"], dtype=float)
+    columns = [(lib, name) for lib in libraries for name in ("before", "after")]
+    fig, axes = _new_figure(len(genes), len(columns), (3.2 * len(columns), 3.2 * len(genes)))
+    for row, gene in enumerate(genes):
+        j = adata.var_names.get_loc(gene)
+        layers = {"before": adata.X[:, j], "after": adata.layers["imputed"][:, j]}
+        layers = {k: np.asarray(v.toarray() if hasattr(v, "toarray") else v, dtype=float).ravel()
+                  for k, v in layers.items()}
+        top = max(float(np.percentile(np.concatenate(list(layers.values())), 99.5)), 1e-6)
+        for col, (lib, name) in enumerate(columns):
+            ax, spots = axes[row, col], of_spot == lib
+            section = adata.uns["spatial"][lib]
+            scale = float(section["scalefactors"].get(f"tissue_{image_key}_scalef", 1.0))
+            image = section.get("images", {}).get(image_key)
+            if image is not None:
+                ax.imshow(image)
+            points = ax.scatter(coords[spots, 0] * scale, coords[spots, 1] * scale, c=layers[name][spots],
+                                s=4, cmap="viridis", vmin=0, vmax=top, linewidths=0)
+            if image is None:
+                ax.invert_yaxis()  # image rows run downwards
+            ax.set_title(f"{gene}: {name} ({lib})", fontsize=9)
+            ax.set_axis_off()
+        fig.colorbar(points, ax=axes[row, -1], shrink=0.8, label="log1p per 1e4")
     return fig

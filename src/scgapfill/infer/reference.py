@@ -198,6 +198,9 @@ class ReferenceImputation:
         from scgapfill.train.data import GeneScaler
 
         bundle, backed, params = self.bundle, self.backed, self.params
+        if params.anomaly:
+            log.info("No anomaly score for data imputed against a reference (more cells than "
+                     "inference.reference_cells): impute in memory for obs['gapfill_anomaly']")
         device = "cuda" if torch.cuda.is_available() else "cpu"
         net = bundle.build_network().to(device)
         scaler = GeneScaler.from_dict(bundle.scaler)

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from scgapfill.data.io import check_not_empty, is_integer_counts, missing_input, readable
 from scgapfill.data.normalization import counts_from_lognorm, lognorm, size_factors
+from scgapfill.infer.anomaly import add_anomaly, anomaly_scores
 from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, imputed_chunks
 from scgapfill.params import ImputeParams, parse
 
@@ -142,6 +143,8 @@ class StreamedImputation:
         sf = size_factors(self.counts)
         obs = self.obs.copy()
         obs["size_factor"] = sf
+        if self.params.anomaly:
+            add_anomaly(obs, anomaly_scores(self.bundle, self.counts, seed=self.bundle.train.seed))
         var = pd.DataFrame(index=pd.Index([str(g) for g in self.bundle.gene_names]))
         adata = ad.AnnData(
             X=sp.csr_matrix(lognorm(self.counts, sf), dtype=np.float32), obs=obs, var=var,

@@ -13,6 +13,7 @@ import pandas as pd
 from scgapfill.data.io import AUTO, InputCounts, checked_counts
 from scgapfill.data.layout import compute_gene_layout, laid_out, on_model_genes  # noqa: F401 (compute_gene_layout: scgapfill.model's)
 from scgapfill.data.normalization import lognorm, size_factors
+from scgapfill.infer.anomaly import add_anomaly, anomaly_scores
 from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, warn_missing_genes
 from scgapfill.model._anndata import at_observed_depth, on_data_genes, same_genes
 from scgapfill.nn.bundle import GapFillBundle
@@ -197,13 +198,19 @@ class GapFill:
         model's genes is skipped with a warning: its rows stay 0. ``layers[key_added + "_counts"]`` is the same
         profile in counts at the cell's observed depth. ``var["gapfill_modelled"]`` tells which
         genes were modelled and ``uns["gapfill"]`` records how the layers were made, with
-        ``cells_skipped_no_counts``. The counts themselves are never changed. Returns None when
+        ``cells_skipped_no_counts``. With ``impute.anomaly`` (the default), ``obs["gapfill_anomaly"]`` is each cell's
+        anomaly score, how badly the model predicts a tenth of its counts hidden from it (a robust z, about 0
+        for a typical cell; :mod:`scgapfill.infer.anomaly`), and ``obs["gapfill_anomaly_flag"]`` marks the cells
+        at 3 or more. The counts themselves are never changed. Returns None when
         ``inplace``, else a copy of ``adata``.
         """
         found = checked_counts(adata, layer)
-        values, modelled, report, kept = self._imputed(found, self._positions(adata))
+        positions = self._positions(adata)
+        values, modelled, report, kept = self._imputed(found, positions)
         in_counts = at_observed_depth(values, found.counts if kept is None else found.counts[kept])
         target = adata if inplace else adata.copy()
+        if self.impute_params.anomaly:
+            add_anomaly(target.obs, self._anomaly(found, kept, positions), kept)
         target.layers[key_added] = _on_rows(values, kept)
         target.layers[f"{key_added}_counts"] = _on_rows(in_counts, kept)
         target.var["gapfill_modelled"] = modelled
@@ -211,6 +218,14 @@ class GapFill:
                                  "counts_layer": f"{key_added}_counts",
                                  "cells_skipped_no_counts": int(report["cells_skipped_no_counts"])}
         return None if inplace else target
+
+    def _anomaly(self, found: InputCounts, kept: Any, positions: Any) -> np.ndarray:
+        """The anomaly score (:mod:`scgapfill.infer.anomaly`) of the cells imputed (``kept``)."""
+        bundle = self._fitted()
+        counts = found.counts if kept is None else found.counts[kept]
+        aligned, _ = align_genes(counts, [str(g) for g in found.var_names], bundle.gene_names)
+        positions = None if positions is None or kept is None else positions.rows(kept)
+        return anomaly_scores(bundle, aligned, seed=bundle.train.seed, positions=positions)
 
     def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
         """The imputation of counts already on the model's genes (:func:`~scgapfill.infer.imputation.align_genes`),

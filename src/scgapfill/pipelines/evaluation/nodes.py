@@ -74,7 +74,7 @@ def score_methods(
         "n_genes": int(data.masked_counts.shape[1]),
         "n_heldout": int(data.rows.size),
     }
-    figures = make_figures(data, model_out["imputed"], model_scores.clusters_after, params)
+    figures = make_figures(data, model_out["imputed"], model_scores.clusters_after, params, imputed_masked)
     log.info("\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return table, mlflow_metrics, report, model_scores.per_cell, figures
 
@@ -85,14 +85,19 @@ def _strict_json(metrics: dict[str, float]) -> dict[str, float | None]:
     return {key: (float(v) if np.isfinite(v) else None) for key, v in metrics.items()}
 
 
-def make_figures(data: EvaluationData, imputed: np.ndarray, clusters_after, params) -> dict[str, Figure]:
+def make_figures(data: EvaluationData, imputed: np.ndarray, clusters_after, params,
+                 spots: ad.AnnData | None = None) -> dict[str, Figure]:
     """The held-out scatter always (cheap, and the plots folder the catalog logs to MLflow must not be
-    empty); the UMAPs before and after unless ``evaluation.plots`` is false (minutes at 100k cells)."""
+    empty), and where the imputed data (``spots``) carry spot positions and a tissue image the most
+    spatially patterned genes on the image before and after; the UMAPs before and after unless
+    ``evaluation.plots`` is false (minutes at 100k cells)."""
     figures = {
         "heldout_scatter.png": plots.heldout_scatter(
             data.heldout_truth, imputed[data.rows, data.cols], MODEL_NAME
         )
     }
+    if spots is not None and "spatial" in spots.obsm and "spatial" in spots.uns:
+        figures["spatial_before_after.png"] = plots.spatial_before_after(spots, plots.spatial_genes(spots))
     if not params.plots:
         return figures
     before = data.clusters_before(params.n_pcs, params.n_neighbors)

@@ -1,0 +1,39 @@
+"""Smoke test of benchmarks/anomaly.py: a tiny simulation with doublets, the score against Scrublet.
+
+The rows and the table are checked, never timings or how well either detector does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "benchmarks" / "anomaly.py"
+
+
+def test_anomaly_benchmark_tiny_run(tmp_path: Path) -> None:
+    out = tmp_path / "runs.csv"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    settings = ["input.simulation.n_cells=300", "input.simulation.n_genes=200", "qc.min_genes=20",
+                "hvg.n_top_genes=64", "train.max_epochs=1", "train.batch_size=32"]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--datasets", "simulated", "--seeds", "0", "--doublet-fraction", "0.1",
+         "--out", str(out), "--set", *settings],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = pd.read_csv(out)
+    assert len(runs) == 1 and runs["n_doublets"].iloc[0] == round(0.1 * (runs["n_cells"].iloc[0] / 1.1))
+    scores = runs[["auroc_gapfill", "auroc_scrublet", "auroc_total_counts", "flagged_doublets", "flagged_singlets"]]
+    assert ((scores >= 0) & (scores <= 1)).all(axis=None)
+    # doublets carry two cells' molecules: their depth alone finds them, which is why it is printed
+    assert runs["auroc_total_counts"].iloc[0] > 0.8
+    assert "| simulated | 1 |" in result.stdout and result.stdout.startswith("machine: ")
+    assert np.isfinite(runs["seconds_gapfill"]).all()
