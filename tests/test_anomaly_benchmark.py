@@ -37,3 +37,27 @@ def test_anomaly_benchmark_tiny_run(tmp_path: Path) -> None:
     assert runs["auroc_total_counts"].iloc[0] > 0.8
     assert "| simulated | 1 |" in result.stdout and result.stdout.startswith("machine: ")
     assert np.isfinite(runs["seconds_gapfill"]).all()
+    # the simulation has no mitochondrial genes: no damaged cells, their columns empty
+    assert runs["n_damaged"].iloc[0] == 0 and runs["damaged_auroc_gapfill"].isna().all()
+
+
+def test_damaged_cells_keep_their_mitochondrial_molecules_and_lose_two_thirds_of_the_rest() -> None:
+    import importlib.util
+
+    import scipy.sparse as sp
+
+    spec = importlib.util.spec_from_file_location("anomaly_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    counts = sp.csr_matrix(np.full((100, 4), 300.0))
+    out, damaged = module.with_damaged(counts, ["MT-CO1", "ACTB", "mt-Nd1", "CD3E"], 0.1, seed=0)
+    assert out.shape == (110, 4) and damaged.sum() == 10 and damaged[-10:].all()
+    added = out[-10:].toarray()
+    assert (added[:, [0, 2]] == 300).all()
+    assert np.allclose(added[:, [1, 3]].mean(), 100, rtol=0.1)
+    _, none = module.with_damaged(counts, ["ACTB", "CD3E", "GAPDH", "B2M"], 0.1, seed=0)
+    assert not none.any()

@@ -25,10 +25,10 @@ from .conftest import TRAINING_PARAMS, kedro, make_project_copy, project_env
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
-PARAMS = TRAINING_PARAMS.replace("train.max_epochs=3", "train.max_epochs=6") + ",train.patience=6"
+# Epochs of a few batches: a stop lands in training seconds after it starts, and a whole run is short.
+PARAMS = (TRAINING_PARAMS.replace("train.max_epochs=3", "train.max_epochs=6")
+          + ",train.patience=6,train.cells_per_epoch=64,train.max_val_cells=64")
 MODEL_FILE = "gapfill_model.pt"
-# Epochs of a few batches: a stop lands in training seconds after it starts.
-QUICK_EPOCHS = PARAMS + ",train.cells_per_epoch=64,train.max_val_cells=64"
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_sigterm_and_ctrl_c_in_training_end_on_one_line_with_the_signals_exit_co
         resume_from = None
         for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
             offset = (project / "run.log").stat().st_size if (project / "run.log").exists() else 0
-            proc, _ = start(project, params=QUICK_EPOCHS)
+            proc, _ = start(project, params=PARAMS)
             if resume_from is None:
                 wait_until(proc, in_training(project), project)
             else:  # the epoch the last line promised is the epoch the rerun starts at

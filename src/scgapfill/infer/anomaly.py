@@ -59,13 +59,14 @@ def hidden_deviance(hidden: sp.csr_matrix, share: np.ndarray, depth: np.ndarray,
 
 
 def anomaly_scores(bundle: Any, counts: Any, seed: int = 0, hidden_fraction: float = HIDDEN_FRACTION,
-                   positions: Any = None) -> np.ndarray:
+                   positions: Any = None, params: Any = None) -> np.ndarray:
     """Each cell's anomaly score (a robust z, about 0 for a typical cell) for ``counts`` on the model's genes.
 
     ``counts`` are cells x ``bundle.gene_names`` raw counts
     (:func:`~scgapfill.infer.imputation.align_genes`). ``hidden_fraction`` of the nonzero entries are hidden
-    (set to 0), as training hides them; the model imputes each cell from the rest (its own imputation
-    settings, every entry estimated), one chunk of cells at a time, and the hidden counts are scored
+    (set to 0), as training hides them; the model imputes each cell from the rest (with ``params``, the
+    :class:`~scgapfill.params.ImputeParams` the data are imputed with, by default the bundle's; every entry
+    estimated), one chunk of cells at a time, and the hidden counts are scored
     against the cell's imputed composition at its depth (:func:`hidden_deviance`).
     """
     from scgapfill.data.masks import apply_mask, heldout_mask
@@ -77,7 +78,8 @@ def anomaly_scores(bundle: Any, counts: Any, seed: int = 0, hidden_fraction: flo
     hidden = sp.csr_matrix(counts.multiply(mask.astype(bool)))
     hidden.eliminate_zeros()
     depth = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-    params = bundle.impute.model_copy(update={"scale": "observed_library", "fill_only_zeros": False})
+    params = (bundle.impute if params is None else params).model_copy(
+        update={"scale": "observed_library", "fill_only_zeros": False})
     deviance = np.zeros(counts.shape[0])
     for rows, values in imputed_chunks(bundle, given, params, chunk_size=IN_MEMORY_CHUNK_CELLS, positions=positions):
         levels = np.expm1(values.astype(np.float64))

@@ -144,7 +144,7 @@ class StreamedImputation:
         obs = self.obs.copy()
         obs["size_factor"] = sf
         if self.params.anomaly:
-            add_anomaly(obs, anomaly_scores(self.bundle, self.counts, seed=self.bundle.train.seed))
+            add_anomaly(obs, anomaly_scores(self.bundle, self.counts, seed=self.bundle.train.seed, params=self.params))
         var = pd.DataFrame(index=pd.Index([str(g) for g in self.bundle.gene_names]))
         adata = ad.AnnData(
             X=sp.csr_matrix(lognorm(self.counts, sf), dtype=np.float32), obs=obs, var=var,

@@ -225,7 +225,7 @@ class GapFill:
         counts = found.counts if kept is None else found.counts[kept]
         aligned, _ = align_genes(counts, [str(g) for g in found.var_names], bundle.gene_names)
         positions = None if positions is None or kept is None else positions.rows(kept)
-        return anomaly_scores(bundle, aligned, seed=bundle.train.seed, positions=positions)
+        return anomaly_scores(bundle, aligned, seed=bundle.train.seed, positions=positions, params=self.impute_params)
 
     def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
         """The imputation of counts already on the model's genes (:func:`~scgapfill.infer.imputation.align_genes`),

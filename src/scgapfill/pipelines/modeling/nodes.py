@@ -136,6 +136,9 @@ def impute_all(gapfill_model, normalized: ad.AnnData, impute: dict, final: dict,
     out.uns["gapfill"]["refit"] = parse("final", final).refit
     log.info("Deliverable: %d cells x %d genes, %d of them imputed by the model",
              out.n_obs, out.n_vars, int(out.var["gapfill_modelled"].sum()))
+    if "gapfill_anomaly_flag" in out.obs:
+        log.info("Anomaly score: %d of %d cells flagged (obs['gapfill_anomaly'] >= 3; docs/anomaly.md)",
+                 int(out.obs["gapfill_anomaly_flag"].sum()), out.n_obs)
     return out
 
 
