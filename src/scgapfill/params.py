@@ -146,7 +146,7 @@ class TrainingMaskParams(_Params):
     min_rate: float = Field(0.05, ge=0, le=1, description='least fraction hidden (molecules: moved to the target)')
     max_rate: float = Field(0.5, ge=0, le=1, description='most fraction hidden (molecules: moved to the target)')
     mode: Literal["uniform", "dropout", "molecules"] = Field(
-        "uniform",
+        "molecules",
         description='uniform | dropout (low values hidden more often) | molecules (each count split binomially '
                     'into input and target molecules per cell; the loss scores the target on every entry)',
     )
@@ -213,7 +213,7 @@ class LossParams(_Params):
     ssim: float = Field(0.0, ge=0)
     # Poisson likelihood of the hidden counts (expected count = rate x size factor): an extra term.
     poisson: float = Field(
-        0.0, ge=0,
+        1.0, ge=0,
         description='Poisson NLL of the hidden counts (expected count = rate x size factor)',
     )
     # Negative binomial likelihood of the hidden counts, one dispersion per gene learned in training.
@@ -224,7 +224,7 @@ class LossParams(_Params):
     # Zero-inflated Poisson likelihood, one logistic dropout curve in the log mean learned in training:
     # the output becomes the expression level absent dropout.
     zip: float = Field(
-        1.0, ge=0,
+        0.0, ge=0,
         description='zero-inflated Poisson NLL, one logistic dropout curve in log mean learned; the output is then '
         'the expression level absent dropout',
     )

@@ -81,7 +81,7 @@ def test_ssim_of_identical_grids_is_one():
     pred, target, hidden, valid = _setup()
     assert ssim(target, target, valid).item() == pytest.approx(1.0)
     # The weights come typed (parsed once, upstream); a bundle's older loss section is upgraded as it is read.
-    params = LossParams(alpha=1, beta=0, gamma=0, ssim=1, unmasked_weight=0, zip=0)
+    params = LossParams(alpha=1, beta=0, gamma=0, ssim=1, unmasked_weight=0, poisson=0, zip=0)
     loss = gapfill_loss(pred, target, hidden, valid, params)
     assert torch.isfinite(loss)
 

@@ -224,7 +224,7 @@ class GapFill:
         bundle = self._fitted()
         counts = found.counts if kept is None else found.counts[kept]
         aligned, _ = align_genes(counts, [str(g) for g in found.var_names], bundle.gene_names)
-        positions = None if positions is None or kept is None else positions.rows(kept)
+        positions = positions if positions is None or kept is None else positions.rows(kept)
         return anomaly_scores(bundle, aligned, seed=bundle.train.seed, positions=positions, params=self.impute_params)
 
     def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:

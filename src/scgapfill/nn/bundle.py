@@ -227,6 +227,8 @@ def upgrade_params(
     train = dict(train_params)
     # Bundles saved before train.budget trained every cell each epoch unless they said otherwise.
     train.setdefault("budget", "thorough")
+    # Before training_mask.mode, training hid whole entries, uniformly.
+    train["training_mask"] = {"mode": "uniform", **dict(train.get("training_mask") or {})}
     loss = dict(train.get("loss") or {})
     for key, before_option in _ADDED_TO_LOSS.items():
         loss.setdefault(key, before_option)
