@@ -28,7 +28,7 @@ FLAG_KEY = "gapfill_anomaly_flag"
 def depth_free_z(deviance: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """The log deviance's residual after a least-squares line in log depth, as a robust z-score.
 
-    A cell without hidden molecules (or a deviance of 0) scores 0: nothing was scored."""
+    A cell without hidden counts (or a deviance of 0) scores 0: nothing was scored."""
     usable = (deviance > 0) & (depth > 0)
     z = np.zeros(deviance.shape)
     if usable.sum() < 3:
