@@ -4,7 +4,7 @@
 
 For each data set and seed, ``--doublet-fraction`` of the cells are added as doublets: the summed counts
 of two cells of different labels (the authors' on Zeisel, the derived clusters on the marrow set, the
-simulation's groups); where the data have mitochondrial genes (``MT-``), ``--damaged-fraction`` as damaged
+simulation's groups); where the data have mitochondrial genes (``qc.mito_prefix``), ``--damaged-fraction`` as damaged
 cells too: a cell's mitochondrial molecules kept and a third of the others (a broken cell leaks its
 cytoplasmic RNA). The U-Net is fitted on every cell, doublets included, as a user fits it (the
 ``training`` pipeline's normalisation, highly variable genes and layout; conf/base's parameters and
@@ -49,12 +49,11 @@ def with_doublets(counts: sp.csr_matrix, labels: np.ndarray, fraction: float,
     return sp.csr_matrix(sp.vstack([counts, counts[first] + counts[second]])), is_doublet
 
 
-def with_damaged(counts: sp.csr_matrix, genes: list[str], fraction: float,
+def with_damaged(counts: sp.csr_matrix, mito: np.ndarray, fraction: float,
                  seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """``counts`` with ``fraction`` x cells damaged cells appended, as a broken cell looks: a third of a cell's
-    other molecules kept (leaked), every mitochondrial one (``MT-``/``mt-`` genes) kept. None without
+    other molecules kept (leaked), every mitochondrial one (``mito``: QC's ``var["mt"]``) kept. None without
     mitochondrial genes."""
-    mito = np.array([g.upper().startswith("MT-") for g in genes])
     n_damaged = int(round(fraction * counts.shape[0])) if mito.any() else 0
     rng = np.random.default_rng(seed + 1)
     source = counts[rng.choice(counts.shape[0], n_damaged, replace=False)].toarray()
@@ -84,7 +83,8 @@ def run_one(name: str, seed: int, params: dict, fraction: float, damaged_fractio
     base = prepare_dataset(name, {**params, "hvg": {"n_top_genes": 10**9}})
     labels = base.obs[base.uns.get("label_key") or "group"].astype(str).to_numpy()
     counts, is_doublet = with_doublets(sp.csr_matrix(base.layers["counts"]), labels, fraction, seed)
-    counts, is_damaged = with_damaged(counts, list(base.var_names), damaged_fraction, seed)
+    mito = base.var["mt"].to_numpy(dtype=bool)  # QC's mitochondrial genes (qc.mito_prefix)
+    counts, is_damaged = with_damaged(counts, mito, damaged_fraction, seed)
     is_doublet = np.r_[is_doublet, np.zeros(is_damaged.sum(), bool)]
     singlet = ~is_doublet & ~is_damaged
     adata = ad.AnnData(X=counts.astype(np.float32))
@@ -107,7 +107,6 @@ def run_one(name: str, seed: int, params: dict, fraction: float, damaged_fractio
     seconds_scrublet = time.perf_counter() - start
     score, flag = scored[SCORE_KEY].to_numpy(), scored[FLAG_KEY].to_numpy()
     depth = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-    mito = np.array([g.upper().startswith("MT-") for g in adata.var_names])
     mito_share = np.asarray(counts[:, mito].sum(axis=1)).ravel() / depth
     return {
         "dataset": name, "seed": seed, "n_cells": int(adata.n_obs), "n_doublets": int(is_doublet.sum()),
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--doublet-fraction", type=float, default=0.08)
     parser.add_argument("--damaged-fraction", type=float, default=0.04,
-                        help="damaged cells added where the data have mitochondrial genes (MT-)")
+                        help="damaged cells added where the data have mitochondrial genes (qc.mito_prefix)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=None, help="CSV of the rows, rewritten as each lands")
     args = parser.parse_args(argv)
