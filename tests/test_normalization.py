@@ -119,3 +119,20 @@ def test_lognorm_in_place_transforms_the_callers_own_float64_copy():
     single = sp.csr_matrix(counts, dtype=np.float32)
     lognorm(single, size_factors(single), copy=False)
     np.testing.assert_array_equal(single.toarray(), counts.toarray())
+
+
+def test_expected_log_of_levels_puts_levels_at_their_depth_and_logs_at_the_cells():
+    from scgapfill.data.normalization import expected_log_of_levels, expected_lognorm
+
+    rng = np.random.default_rng(0)
+    levels = np.log1p(rng.gamma(1.0, 50.0, size=(7, 5)))
+    level_depth = np.array([100.0, 400.0, 50.0, 1000.0, 20.0, 300.0, 0.0])
+    depth = level_depth * 2
+    out = expected_log_of_levels(levels, level_depth, depth, block_rows=3)
+    live = slice(0, 6)
+    want = expected_lognorm(np.expm1(levels[live]) * level_depth[live, None] / 1e4, depth[live, None])
+    np.testing.assert_allclose(out[live], want, rtol=1e-6)
+    assert out.dtype == np.float32 and (out[6] == 0).all()  # no depth, nothing to estimate
+    same = expected_log_of_levels(levels[live], level_depth[live])
+    np.testing.assert_allclose(same, expected_lognorm(np.expm1(levels[live]) * level_depth[live, None] / 1e4,
+                                                      level_depth[live, None]), rtol=1e-6)

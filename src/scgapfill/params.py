@@ -351,9 +351,18 @@ class TrainParams(_Params):
 
 
 class ImputeParams(_Params):
+    # What a modelled gene's entry holds. "level": log1p of the expected count per 1e4 (observed counts kept
+    # where fill_only_zeros says); "expected_log": the log-normalised value a count drawn at that level
+    # takes on average at the cell's own depth, on every entry (the noise-free counterpart of X, what
+    # MAGIC's and kNN smoothing's averaged logs estimate).
+    form: Literal["level", "expected_log"] = Field(
+        "level",
+        description="modelled genes' entries: level = log1p of the expected count per 1e4, observed counts kept; "
+        'expected_log = the average log-normalised value at the cell\'s depth, every entry (docs/model.md)',
+    )
     fill_only_zeros: bool = Field(
         True,
-        description='keep observed counts, fill the zeros (measured: truth RMSE 1.11 vs 1.44 filling all)',
+        description='with form level: keep observed counts, fill the zeros (measured: truth RMSE 1.11 vs 1.44 filling all)',
     )
     batch_size: int = Field(
         64, ge=1,
@@ -385,8 +394,17 @@ class ImputeParams(_Params):
     # estimates), "observed" carries them as they are (their zeros stay zeros).
     unmodelled: Literal["neighbours", "observed"] = Field(
         "neighbours",
-        description="genes beyond the modelled ones: each cell's values averaged with its 15 nearest cells' (found on"
+        description="genes beyond the modelled ones: each cell's values averaged with its nearest cells' (found on"
         " the model's estimates); observed: carried as they are (docs/benchmark.md)",
+    )
+    # That average: k neighbours (the cell itself included with equal weight), repeated this many times.
+    unmodelled_k: int = Field(
+        15, ge=1,
+        description="neighbours of that average (15: kNN smoothing's)",
+    )
+    unmodelled_steps: int = Field(
+        1, ge=1,
+        description="times the average is repeated (each step reaches the neighbours' neighbours, as MAGIC's diffusion does)",
     )
 
 

@@ -217,3 +217,48 @@ def test_a_fit_in_molecule_mode_runs_end_to_end_on_a_simulation(model_params, tr
     # The molecule split changed what was trained: the entry masks give another validation curve.
     entries = GapFill(model=model_params, train={**params, "training_mask": {"mode": "uniform"}}).fit(simulated)
     assert not np.allclose(entries.history["val_loss"], model.history["val_loss"])
+
+
+def test_expected_log_form_is_the_average_log_of_the_levels_at_the_cells_depth(fitted, counts):
+    """``impute.form: expected_log``: every modelled entry, observed or not, is what a count drawn at the
+    model's level averages after log-normalisation at the cell's total over every gene; the genes the model
+    does not know are the logs of ``unmodelled_k`` neighbours averaged ``unmodelled_steps`` times."""
+    from scgapfill.data.normalization import expected_lognorm
+
+    matrix, data, n_kept = _misaligned(counts)
+    params = {"scale": "observed_library", "fill_only_zeros": True}
+    levels = GapFill.from_bundle(fitted.bundle, impute={**params, "fill_only_zeros": False,
+                                                        "unmodelled": "observed"}).impute(data, inplace=False)
+    expected = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "expected_log",
+                                                          "unmodelled_k": 5}).impute(data, inplace=False)
+    sf = size_factors(matrix)
+    sf_modelled = np.asarray(matrix[:, :n_kept].sum(axis=1)).ravel()
+    # The levels, per 1e4 of the cell's total over every gene, back to counts at that total.
+    mean = np.expm1(levels.layers["imputed"][:, :n_kept].astype(np.float64)) * sf[:, None] / 1e4
+    want = expected_lognorm(mean, sf[:, None])
+    np.testing.assert_allclose(expected.layers["imputed"][:, :n_kept], want, rtol=1e-4, atol=1e-5)
+    # Below the log of the level everywhere (Jensen); the observed counts are estimated too, not kept.
+    assert (want <= np.log1p(mean / sf[:, None] * 1e4) + 1e-6).all()
+    observed = lognorm(matrix[:, :n_kept], sf).toarray()
+    seen = observed > 0
+    assert not np.allclose(expected.layers["imputed"][:, :n_kept][seen], observed[seen], atol=1e-3)
+    once = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "expected_log", "unmodelled_k": 5,
+                                                      "unmodelled_steps": 1}).impute(data, inplace=False)
+    twice = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "expected_log", "unmodelled_k": 5,
+                                                       "unmodelled_steps": 2}).impute(data, inplace=False)
+    extra_once, extra_twice = once.layers["imputed"][:, -3:], twice.layers["imputed"][:, -3:]
+    # A second step averages the averages: every unknown gene's spread across cells shrinks.
+    assert (extra_twice.std(axis=0) < extra_once.std(axis=0)).all()
+    assert expected.uns["gapfill"]["form"] == "expected_log" and twice.uns["gapfill"]["unmodelled_steps"] == 2
+
+
+def test_expected_log_form_on_the_models_own_genes(fitted, adata):
+    """The same form when the data carry exactly the model's genes (the streamed inference's case)."""
+    from scgapfill.data.normalization import expected_lognorm
+
+    params = {"scale": "observed_library", "output_smoothing": 0.0}
+    levels = GapFill.from_bundle(fitted.bundle, impute={**params, "fill_only_zeros": False}).impute(adata, inplace=False)
+    expected = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "expected_log"}).impute(adata, inplace=False)
+    sf = size_factors(adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    mean = np.expm1(levels.layers["imputed"].astype(np.float64)) * sf[:, None] / 1e4
+    np.testing.assert_allclose(expected.layers["imputed"], expected_lognorm(mean, sf[:, None]), rtol=1e-4, atol=1e-5)

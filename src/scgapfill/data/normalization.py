@@ -174,6 +174,29 @@ def as_composition(values: Any, target_sum: float = 1e4) -> np.ndarray:
     return out
 
 
+def expected_log_of_levels(levels: Any, level_depth: Any, depth: Any = None, target_sum: float = 1e4,
+                           block_rows: int = 4096) -> np.ndarray:
+    """:func:`expected_lognorm` of levels estimated per ``target_sum`` counts, float32, a block of rows at a
+    time: the log-normalised value each cell's counts take on average at its own depth.
+
+    ``levels`` are ``log1p`` of expected counts per ``target_sum`` of ``level_depth`` (each cell's total on
+    the genes the levels cover); the log normalises by ``depth`` (each cell's total on every gene; default
+    ``level_depth``). A cell with no depth gets zeros.
+    """
+    _check_matrix(levels, "levels")
+    level_depth = np.asarray(level_depth, dtype=np.float64).ravel()
+    depth = level_depth if depth is None else np.asarray(depth, dtype=np.float64).ravel()
+    values = np.asarray(levels)
+    out = np.zeros(values.shape, dtype=np.float32)
+    for start in range(0, values.shape[0], block_rows):
+        rows = slice(start, start + block_rows)
+        live = depth[rows] > 0
+        expected = np.expm1(values[rows][live].astype(np.float64)) * (level_depth[rows][live] / target_sum)[:, None]
+        block = out[rows]
+        block[live] = expected_lognorm(expected, depth[rows][live][:, None], target_sum)
+    return out
+
+
 # Above this expected count a zero draw is so rare (e^-30) that E[f(c) | c > 0] is E[f(c)], and its
 # second-order (delta-method) form is closer than 1e-3 to the exact sum.
 _EXACT_MAX_MEAN = 30.0

@@ -127,9 +127,10 @@ class _LevelStore:
 
 
 def neighbour_fill(observed: sp.csr_matrix, estimates: np.ndarray, k: int, n_pcs: int, seed: int,
-                   mode: str = "expression", positions: Any = None) -> np.ndarray:
+                   mode: str = "expression", positions: Any = None, steps: int = 1) -> np.ndarray:
     """The genes the model does not estimate, each cell's log-normalised values averaged with those of
-    its ``k`` nearest cells (itself included, equal weights), float32.
+    its ``k`` nearest cells (itself included, equal weights), float32; ``steps`` times over, so that each
+    step reaches the neighbours' neighbours (a few steps of diffusion, as MAGIC's).
 
     ``observed`` holds those genes' ``log1p(counts / size_factor * 1e4)``; ``estimates`` the model's
     estimates of its own genes (``log1p`` levels), on which the neighbours are found: they place a cell
@@ -150,4 +151,7 @@ def neighbour_fill(observed: sp.csr_matrix, estimates: np.ndarray, k: int, n_pcs
     graph.data[:] = 1.0
     graph = graph + sp.identity(graph.shape[0], format="csr")
     graph = sp.csr_matrix(sp.diags(1.0 / np.asarray(graph.sum(axis=1)).ravel()) @ graph, dtype=np.float32)
-    return np.asarray((graph @ sp.csr_matrix(observed, dtype=np.float32)).toarray(), dtype=np.float32)
+    filled = np.asarray((graph @ sp.csr_matrix(observed, dtype=np.float32)).toarray(), dtype=np.float32)
+    for _ in range(steps - 1):
+        filled = np.asarray(graph @ filled, dtype=np.float32)
+    return filled

@@ -79,7 +79,7 @@ def anomaly_scores(bundle: Any, counts: Any, seed: int = 0, hidden_fraction: flo
     hidden.eliminate_zeros()
     depth = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
     params = (bundle.impute if params is None else params).model_copy(
-        update={"scale": "observed_library", "fill_only_zeros": False})
+        update={"form": "level", "scale": "observed_library", "fill_only_zeros": False})
     deviance = np.zeros(counts.shape[0])
     for rows, values in imputed_chunks(bundle, given, params, chunk_size=IN_MEMORY_CHUNK_CELLS, positions=positions):
         levels = np.expm1(values.astype(np.float64))

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from scgapfill.data.layout import from_grid, to_grid
-from scgapfill.data.normalization import as_composition, lognorm, size_factors
+from scgapfill.data.normalization import as_composition, expected_log_of_levels, lognorm, size_factors
 from scgapfill.graph.smoothing import observed_kept, smoothed_chunks
 from scgapfill.params import ImputeParams, ModelParams, parse
 from scgapfill.data.genes import (  # noqa: F401  (here too: what imputing a data set's genes starts with)
@@ -34,8 +34,11 @@ def imputation_record(params: ImputeParams, report: dict) -> dict:
         "method": METHOD,
         "scale": params.scale,
         "space": SPACES[params.scale],
+        "form": params.form,
         "fill_only_zeros": bool(params.fill_only_zeros),
         "unmodelled": params.unmodelled,
+        "unmodelled_k": int(params.unmodelled_k),
+        "unmodelled_steps": int(params.unmodelled_steps),
         "output_smoothing": float(params.output_smoothing),
         "smoothing_neighbours": params.smoothing_neighbours,
         "n_genes_modelled": n_model - int(report["n_missing"]),
@@ -205,13 +208,18 @@ def imputed_chunks(
     else:
         finished = ((chunk, estimate(chunk)) for chunk in chunks)
     for chunk, estimates in finished:
-        yield chunk, delivered(inputs.values[chunk], estimates, params)
+        yield chunk, delivered(inputs.values[chunk], estimates, params, inputs.values.size_factors[chunk])
 
 
-def delivered(values: sp.csr_matrix, out: np.ndarray, params: ImputeParams) -> np.ndarray:
-    """A chunk's estimates as delivered: the observed values kept (``impute.fill_only_zeros``), then each
-    cell made a composition (``impute.scale``). ``values`` are the chunk's log-normalised input."""
-    out = observed_kept(values, out) if params.fill_only_zeros else out
+def delivered(values: sp.csr_matrix, out: np.ndarray, params: ImputeParams, depth: np.ndarray) -> np.ndarray:
+    """A chunk's estimates as delivered: each entry the expected log-normalised value at the cell's depth
+    (``impute.form: expected_log``) or the level with the observed values kept (``level`` with
+    ``impute.fill_only_zeros``), then each cell made a composition (``impute.scale``). ``values`` are the
+    chunk's log-normalised input, ``depth`` its cells' totals."""
+    if params.form == "expected_log":
+        out = expected_log_of_levels(out, depth)
+    elif params.fill_only_zeros:
+        out = observed_kept(values, out)
     return as_composition(out) if params.scale == "composition" else out
 
 

@@ -223,7 +223,7 @@ class ReferenceImputation:
                 out = predict(inputs)
                 if params.output_smoothing:
                     out = reference.smoothed(values, out, own)
-                out = delivered(values, out, params)
+                out = delivered(values, out, params, inputs.values.size_factors)
                 self._append(handle, rows, values, counts, dataset_kwargs)
                 layers["imputed"][rows] = out
                 sf = inputs.values.size_factors

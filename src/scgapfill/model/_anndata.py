@@ -9,12 +9,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from scgapfill.data.io import AUTO, checked_counts
-from scgapfill.data.normalization import as_composition, counts_from_lognorm, lognorm, size_factors
+from scgapfill.data.normalization import (as_composition, counts_from_lognorm, expected_log_of_levels, lognorm,
+                                          size_factors)
 from scgapfill.graph.smoothing import neighbour_fill
 from scgapfill.params import ImputeParams
 
-# The neighbours that fill the genes the model does not estimate: the settings of the kNN baseline.
-UNMODELLED_K, UNMODELLED_PCS = 15, 30
+# The principal components on which the neighbours that fill the genes the model does not estimate are found.
+UNMODELLED_PCS = 30
 
 
 def on_data_genes(
@@ -28,8 +29,9 @@ def on_data_genes(
     per 1e4 counts of the model's genes): genes the model does not know carry their observed values,
     ``log1p(counts / size_factor * 1e4)`` with the size factor over all the data's genes, or with
     ``impute.unmodelled: neighbours`` (the default) every entry of theirs averaged over the cell and its
-    nearest cells (:func:`~scgapfill.graph.smoothing.neighbour_fill`); the model's genes are put on that
-    scale, and with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled
+    ``unmodelled_k`` nearest cells, ``unmodelled_steps`` times (:func:`~scgapfill.graph.smoothing.neighbour_fill`);
+    the model's genes are put on that scale (with ``impute.form: expected_log`` as the expected
+    log-normalised value at the cell's total over all genes, and their neighbours found on those), and with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled
     mass shrinks every observed gene alike. With ``observed_library``, ``fill_only_zeros`` and
     ``unmodelled: observed`` every observed entry equals that log-normalisation exactly.
     ``graph`` (``model.context_graph``) and ``positions`` choose the neighbours of that fill as the
@@ -44,16 +46,21 @@ def on_data_genes(
     sf_modelled = np.asarray(counts[:, modelled].sum(axis=1), dtype=np.float64).ravel()
     observed = sp.csr_matrix(lognorm(counts, sf_all), dtype=np.float32)
     layer = observed.toarray()
+    if params.form == "expected_log":
+        estimates = expected_log_of_levels(out[:, source], sf_modelled, sf_all)
+    else:
+        # The model's levels are per 1e4 counts of the modelled genes: rescale to the cell's total count.
+        ratio = (sf_modelled / sf_all)[:, None]
+        estimates = np.log1p(np.expm1(out[:, source].astype(np.float64)) * ratio).astype(np.float32)
     if params.unmodelled == "neighbours" and not modelled.all():
-        layer[:, ~modelled] = neighbour_fill(observed[:, ~modelled], out, UNMODELLED_K, UNMODELLED_PCS, seed=0,
-                                                 mode=graph if positions is not None else "expression",
-                                                 positions=positions)
-    # The model's levels are per 1e4 counts of the modelled genes: rescale to the cell's total count.
-    ratio = (sf_modelled / sf_all)[:, None]
-    layer[:, modelled] = np.log1p(np.expm1(out[:, source].astype(np.float64)) * ratio).astype(np.float32)
+        found_on = estimates if params.form == "expected_log" else out
+        layer[:, ~modelled] = neighbour_fill(observed[:, ~modelled], found_on, params.unmodelled_k, UNMODELLED_PCS, seed=0,
+                                             mode=graph if positions is not None else "expression",
+                                             positions=positions, steps=params.unmodelled_steps)
+    layer[:, modelled] = estimates
     if params.scale == "composition":
         return as_composition(layer), modelled
-    if params.fill_only_zeros:
+    if params.fill_only_zeros and params.form == "level":
         # The observed counts kept where the layer estimates from them: every gene but those the
         # neighbours fill (there the average replaces each entry, its own count weighing 1/(k + 1)).
         carried = np.flatnonzero(modelled if params.unmodelled == "neighbours" else np.ones_like(modelled))

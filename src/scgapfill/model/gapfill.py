@@ -176,7 +176,10 @@ class GapFill:
             positions = None if positions is None else positions.rows(kept)
         params = self.impute_params
         if not same_genes(genes, bundle.gene_names):  # rescaled with the other genes in on_data_genes
-            params = params.model_copy(update={"scale": "observed_library"})
+            update = {"scale": "observed_library"}
+            if params.form == "expected_log":  # made from the levels, at the depth over every gene
+                update.update(form="level", fill_only_zeros=False)
+            params = params.model_copy(update=update)
         out = impute_counts(bundle, aligned, params, positions=positions)
         values, modelled = on_data_genes(out, counts, genes, bundle.gene_names, self.impute_params,
                                          bundle.model.context_graph, positions)
