@@ -94,9 +94,10 @@ def test_registered_model_loads_back_and_imputes(trained_project, tracking):
     imputed = ad.read_h5ad(trained_project / "data" / "07_model_output" / "imputed_masked.h5ad")
     assert list(out.columns) == list(masked.var_names) and list(out.index) == list(masked.obs_names)
     np.testing.assert_allclose(out.to_numpy(), imputed.layers["imputed"], atol=1e-4)
-    # By default (as in the pipeline) observed values are kept, zeros filled and each cell rescaled to a
-    # composition: the observed counts keep their proportions, one factor per cell. fill_only_zeros
-    # reaches predict (declared in the signature) and can turn that off: observed values are replaced.
+    # With impute.form level, observed values are kept, zeros filled and each cell rescaled to a
+    # composition: the observed counts keep their proportions, one factor per cell. form and
+    # fill_only_zeros reach predict (declared in the signature): without keeping, observed values are replaced.
+    levels = model.predict(frame, params={"form": "level"}).to_numpy()
     counts = masked.layers["counts"].toarray()
     observed = counts > 0
 
@@ -105,8 +106,8 @@ def test_registered_model_loads_back_and_imputes(trained_project, tracking):
         return np.nanmax(ratio, axis=1) / np.nanmin(ratio, axis=1)
 
     np.testing.assert_allclose(np.expm1(out.to_numpy().astype(np.float64)).sum(axis=1), 1e4, rtol=1e-4)
-    np.testing.assert_allclose(spread_of_observed_shares(out.to_numpy()), 1.0, rtol=1e-3)
-    everything = model.predict(frame, params={"fill_only_zeros": False}).to_numpy()
+    np.testing.assert_allclose(spread_of_observed_shares(levels), 1.0, rtol=1e-3)
+    everything = model.predict(frame, params={"form": "level", "fill_only_zeros": False}).to_numpy()
     assert spread_of_observed_shares(everything).mean() > 1.01
 
 

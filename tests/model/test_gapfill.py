@@ -108,7 +108,7 @@ def _misaligned(counts):
 
 def test_genes_aligned_by_name_extra_genes_carried_missing_reported(fitted, counts):
     matrix, data, n_kept = _misaligned(counts)
-    GapFill.from_bundle(fitted.bundle, impute={"scale": "observed_library", "unmodelled": "observed"}).impute(data)
+    GapFill.from_bundle(fitted.bundle, impute={"form": "level", "scale": "observed_library", "unmodelled": "observed"}).impute(data)
     layer = data.layers["imputed"]
     assert layer.shape == data.shape
     assert data.var["gapfill_modelled"].tolist() == [True] * n_kept + [False] * 3
@@ -121,23 +121,26 @@ def test_genes_aligned_by_name_extra_genes_carried_missing_reported(fitted, coun
     assert (layer[:, :n_kept][matrix[:, :n_kept].toarray() == 0] > 0).any()  # zeros filled
 
 
-def test_the_default_layer_is_a_composition_and_keeps_the_observed_shares(fitted, counts):
+def test_the_default_layer_is_a_composition_and_the_level_form_keeps_the_observed_shares(fitted, counts):
     matrix, data, n_kept = _misaligned(counts)
     fitted.impute(data)
     assert data.uns["gapfill"]["scale"] == "composition"
     levels = np.expm1(data.layers["imputed"].astype(np.float64))
     np.testing.assert_allclose(levels.sum(axis=1), 1e4, rtol=1e-4)  # every cell, missing genes and all
-    # The modelled genes' observed counts keep their proportions to each other: one factor per cell
-    # (the genes the model does not know are their neighbours' average, impute.unmodelled).
+    # The counts layer: the same profile at the cell's observed depth; the counts themselves untouched.
     dense = matrix.toarray()
+    np.testing.assert_allclose(data.layers["imputed_counts"].sum(axis=1), dense.sum(axis=1), rtol=1e-4)
+    assert (data.layers["counts"] != matrix).nnz == 0
+    # With impute.form level the modelled genes' observed counts keep their proportions to each other:
+    # one factor per cell (the genes the model does not know are their neighbours' average).
+    GapFill.from_bundle(fitted.bundle, impute={"form": "level"}).impute(data)
+    levels = np.expm1(data.layers["imputed"].astype(np.float64))
+    np.testing.assert_allclose(levels.sum(axis=1), 1e4, rtol=1e-4)
     observed = dense > 0
     observed[:, n_kept:] = False
     factor = np.where(observed, levels / np.where(observed, dense, 1.0), np.nan)
     per_cell = np.broadcast_to(np.nanmean(factor, axis=1, keepdims=True), factor.shape)
     np.testing.assert_allclose(factor[observed], per_cell[observed], rtol=1e-4)
-    # The counts layer: the same profile at the cell's observed depth; the counts themselves untouched.
-    np.testing.assert_allclose(data.layers["imputed_counts"].sum(axis=1), dense.sum(axis=1), rtol=1e-4)
-    assert (data.layers["counts"] != matrix).nnz == 0
 
 
 def test_save_and_load_give_the_same_imputation(fitted, adata, tmp_path):

@@ -16,8 +16,8 @@ from scgapfill.train.data import GeneScaler
 
 
 # The estimates before the cell is rescaled to a composition: the formulas below are written on them.
-FILL_ALL = ImputeParams(fill_only_zeros=False, scale="observed_library")
-KEEP = ImputeParams(fill_only_zeros=True, scale="observed_library")
+FILL_ALL = ImputeParams(form="level", fill_only_zeros=False, scale="observed_library")
+KEEP = ImputeParams(form="level", fill_only_zeros=True, scale="observed_library")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from scgapfill.params import ImputeParams, parse
 from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts
 from scgapfill.train.fit import fit_gapfill
 
-PARAMS = ImputeParams(batch_size=16, fill_only_zeros=True, output_smoothing=0.5, smoothing_neighbours="imputed")
+PARAMS = ImputeParams(batch_size=16, form="level", fill_only_zeros=True, output_smoothing=0.5, smoothing_neighbours="imputed")
 
 
 @pytest.fixture(scope="module")

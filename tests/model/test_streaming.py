@@ -15,7 +15,7 @@ from scgapfill.params import ImputeParams
 from scgapfill.pipelines.inference.nodes import load_aligned_counts
 from scgapfill.train.fit import fit_gapfill
 
-PARAMS = ImputeParams(batch_size=16, fill_only_zeros=True)
+PARAMS = ImputeParams(batch_size=16, form="level", fill_only_zeros=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ and returns the imputed log1p(counts / size factor * 1e4) values on the model's 
 
 ``pd.DataFrame`` is one of the type hints MLflow 3 accepts on ``predict`` without
 inferring a schema from it; the schema (the model's genes as optional columns and the
-``fill_only_zeros`` parameter) is given explicitly when the model is logged
+``fill_only_zeros`` and ``form`` parameters) is given explicitly when the model is logged
 (:func:`scgapfill.glue.tracking.model_signature`). Missing genes are zeros (unobserved),
 columns the model does not know are dropped. With the neighbour-context channel (the
 default) each cell's neighbours are found among the cells passed in: predict on a whole
@@ -47,7 +47,10 @@ class GapFillPyfunc(PythonModel):
         cells = ad.AnnData(aligned, obs=pd.DataFrame(index=[str(i) for i in model_input.index]),
                            var=pd.DataFrame(index=genes))
         saved = self.model.impute_params
-        settings = saved.model_copy(update={"fill_only_zeros": bool(params.get("fill_only_zeros", saved.fill_only_zeros))})
+        # Validated, so that an unknown form is named rather than read as the level form.
+        settings = type(saved).model_validate({**saved.model_dump(),
+                                               "fill_only_zeros": bool(params.get("fill_only_zeros", saved.fill_only_zeros)),
+                                               "form": params.get("form", saved.form)})
         values, _, _ = GapFill.from_bundle(self.model.bundle, impute=settings).impute_matrix(cells, layer=None)
         return pd.DataFrame(values, index=model_input.index, columns=genes)
 

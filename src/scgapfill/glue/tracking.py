@@ -43,13 +43,14 @@ def _requirements() -> list[str]:
     ]
 
 
-def model_signature(gene_names: list[str]) -> Any:
+def model_signature(gene_names: list[str], form: str = "level") -> Any:
     """The pyfunc model's signature: raw counts per gene in, imputed values per gene out.
 
     Every model gene is an optional ``double`` column, so MLflow's schema enforcement
     puts the columns in the model's order, drops genes the model does not know and lets
     missing ones through (``predict`` treats them as unobserved zeros). ``fill_only_zeros``
-    is declared as a parameter: MLflow passes only declared parameters to ``predict``.
+    and ``form`` (``impute.form``, by default the one the model was saved with) are declared as
+    parameters: MLflow passes only declared parameters to ``predict``.
     """
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
@@ -57,7 +58,7 @@ def model_signature(gene_names: list[str]) -> Any:
     return ModelSignature(
         inputs=Schema([ColSpec(AnyType(), str(gene), required=False) for gene in gene_names]),
         outputs=Schema([ColSpec("float", str(gene)) for gene in gene_names]),
-        params=ParamSchema([ParamSpec("fill_only_zeros", "boolean", True)]),
+        params=ParamSchema([ParamSpec("fill_only_zeros", "boolean", True), ParamSpec("form", "string", form)]),
     )
 
 
@@ -80,7 +81,7 @@ def log_gapfill_model(bundle: Any, register: bool = True, input_example: Any = N
             name="model",
             python_model=str(code),
             artifacts={"bundle": str(path)},
-            signature=model_signature(bundle.gene_names),
+            signature=model_signature(bundle.gene_names, bundle.impute.form),
             input_example=input_example,
             pip_requirements=_requirements(),
             registered_model_name=REGISTERED_MODEL_NAME if register else None,

@@ -27,7 +27,7 @@ _MOVED_TO_IMPUTE = {"output_smoothing": 0.0, "smoothing_neighbours": "input"}
 _ADDED_TO_MODEL = {"context_space": "log", "context_steps": 1}
 _DROPPED_FROM_MODEL = ("uri",)  # inference only; now inference.uri
 # Imputation options added after the first bundles: the value those bundles imputed with.
-_ADDED_TO_IMPUTE = {"scale": "observed_library"}
+_ADDED_TO_IMPUTE = {"scale": "observed_library", "form": "level", "unmodelled_k": 15, "unmodelled_steps": 1}
 # Loss terms added after the first bundles: those bundles were trained without them.
 _ADDED_TO_LOSS = {"poisson": 0.0, "nb": 0.0, "zip": 0.0}
 _HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]

@@ -16,7 +16,7 @@ from scgapfill.pipelines.modeling import nodes
 
 MODEL = {"depth": 2, "base_channels": 4, "context_k": 5, "context_n_pcs": 8}
 TRAIN = {"max_epochs": 2, "patience": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
-IMPUTE = {"batch_size": 64}
+IMPUTE = {"batch_size": 64, "form": "level"}  # the tests of observed counts kept; the default form: test_gapfill
 
 
 @pytest.fixture(scope="module")
