@@ -356,9 +356,9 @@ class ImputeParams(_Params):
     # takes on average at the cell's own depth, on every entry (the noise-free counterpart of X, what
     # MAGIC's and kNN smoothing's averaged logs estimate).
     form: Literal["level", "expected_log"] = Field(
-        "level",
-        description="modelled genes' entries: level = log1p of the expected count per 1e4, observed counts kept; "
-        'expected_log = the average log-normalised value at the cell\'s depth, every entry (docs/model.md)',
+        "expected_log",
+        description="modelled genes' entries: expected_log = the average log-normalised value at the cell's depth, "
+        'every entry; level = log1p of the expected count per 1e4, observed counts kept (measured: docs/model.md)',
     )
     fill_only_zeros: bool = Field(
         True,
@@ -399,11 +399,11 @@ class ImputeParams(_Params):
     )
     # That average: k neighbours (the cell itself included with equal weight), repeated this many times.
     unmodelled_k: int = Field(
-        15, ge=1,
-        description="neighbours of that average (15: kNN smoothing's)",
+        30, ge=1,
+        description="neighbours of that average (measured with unmodelled_steps: docs/model.md)",
     )
     unmodelled_steps: int = Field(
-        1, ge=1,
+        3, ge=1,
         description="times the average is repeated (each step reaches the neighbours' neighbours, as MAGIC's diffusion does)",
     )
 

@@ -230,7 +230,7 @@ def test_expected_log_form_is_the_average_log_of_the_levels_at_the_cells_depth(f
 
     matrix, data, n_kept = _misaligned(counts)
     params = {"scale": "observed_library", "fill_only_zeros": True}
-    levels = GapFill.from_bundle(fitted.bundle, impute={**params, "fill_only_zeros": False,
+    levels = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "level", "fill_only_zeros": False,
                                                         "unmodelled": "observed"}).impute(data, inplace=False)
     expected = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "expected_log",
                                                           "unmodelled_k": 5}).impute(data, inplace=False)
@@ -260,7 +260,8 @@ def test_expected_log_form_on_the_models_own_genes(fitted, adata):
     from scgapfill.data.normalization import expected_lognorm
 
     params = {"scale": "observed_library", "output_smoothing": 0.0}
-    levels = GapFill.from_bundle(fitted.bundle, impute={**params, "fill_only_zeros": False}).impute(adata, inplace=False)
+    levels = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "level",
+                                                        "fill_only_zeros": False}).impute(adata, inplace=False)
     expected = GapFill.from_bundle(fitted.bundle, impute={**params, "form": "expected_log"}).impute(adata, inplace=False)
     sf = size_factors(adata.layers["counts"] if "counts" in adata.layers else adata.X)
     mean = np.expm1(levels.layers["imputed"].astype(np.float64)) * sf[:, None] / 1e4
