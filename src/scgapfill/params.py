@@ -362,7 +362,8 @@ class ImputeParams(_Params):
     )
     fill_only_zeros: bool = Field(
         True,
-        description='with form level: keep observed counts, fill the zeros (measured: truth RMSE 1.11 vs 1.44 filling all)',
+        description='with form level: keep observed counts, fill the zeros (measured: truth RMSE 1.11 vs 1.44 '
+        'filling all)',
     )
     batch_size: int = Field(
         64, ge=1,
@@ -404,7 +405,8 @@ class ImputeParams(_Params):
     )
     unmodelled_steps: int = Field(
         3, ge=1,
-        description="times the average is repeated (each step reaches the neighbours' neighbours, as MAGIC's diffusion does)",
+        description="times the average is repeated (each step reaches the neighbours' neighbours, as MAGIC's "
+        "diffusion does)",
     )
 
 

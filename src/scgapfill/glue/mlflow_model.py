@@ -48,8 +48,8 @@ class GapFillPyfunc(PythonModel):
                            var=pd.DataFrame(index=genes))
         saved = self.model.impute_params
         # Validated, so that an unknown form is named rather than read as the level form.
-        settings = type(saved).model_validate({**saved.model_dump(),
-                                               "fill_only_zeros": bool(params.get("fill_only_zeros", saved.fill_only_zeros)),
+        keep = bool(params.get("fill_only_zeros", saved.fill_only_zeros))
+        settings = type(saved).model_validate({**saved.model_dump(), "fill_only_zeros": keep,
                                                "form": params.get("form", saved.form)})
         values, _, _ = GapFill.from_bundle(self.model.bundle, impute=settings).impute_matrix(cells, layer=None)
         return pd.DataFrame(values, index=model_input.index, columns=genes)

@@ -43,7 +43,7 @@ def _requirements() -> list[str]:
     ]
 
 
-def model_signature(gene_names: list[str], form: str = "level") -> Any:
+def model_signature(gene_names: list[str], form: str) -> Any:
     """The pyfunc model's signature: raw counts per gene in, imputed values per gene out.
 
     Every model gene is an optional ``double`` column, so MLflow's schema enforcement

@@ -31,8 +31,9 @@ def on_data_genes(
     ``impute.unmodelled: neighbours`` (the default) every entry of theirs averaged over the cell and its
     ``unmodelled_k`` nearest cells, ``unmodelled_steps`` times (:func:`~scgapfill.graph.smoothing.neighbour_fill`);
     the model's genes are put on that scale (with ``impute.form: expected_log`` as the expected
-    log-normalised value at the cell's total over all genes, and their neighbours found on those), and with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled
-    mass shrinks every observed gene alike. With ``observed_library``, ``fill_only_zeros`` and
+    log-normalised value at the cell's total over all genes, and those neighbours found on them), and
+    with ``impute.scale: composition`` the whole cell is then rescaled to 1e4, so the filled mass
+    shrinks every observed gene alike. With ``observed_library``, ``fill_only_zeros`` and
     ``unmodelled: observed`` every observed entry equals that log-normalisation exactly.
     ``graph`` (``model.context_graph``) and ``positions`` choose the neighbours of that fill as the
     context's are chosen (nearest spots in the tissue for ``spatial``, both sets for ``both``).
@@ -54,8 +55,8 @@ def on_data_genes(
         estimates = np.log1p(np.expm1(out[:, source].astype(np.float64)) * ratio).astype(np.float32)
     if params.unmodelled == "neighbours" and not modelled.all():
         found_on = estimates if params.form == "expected_log" else out
-        layer[:, ~modelled] = neighbour_fill(observed[:, ~modelled], found_on, params.unmodelled_k, UNMODELLED_PCS, seed=0,
-                                             mode=graph if positions is not None else "expression",
+        layer[:, ~modelled] = neighbour_fill(observed[:, ~modelled], found_on, params.unmodelled_k, UNMODELLED_PCS,
+                                             seed=0, mode=graph if positions is not None else "expression",
                                              positions=positions, steps=params.unmodelled_steps)
     layer[:, modelled] = estimates
     if params.scale == "composition":
