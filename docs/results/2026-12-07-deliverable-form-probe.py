@@ -54,7 +54,7 @@ def score(name, out):
     open(os.path.join(a.workdir, "variants.jsonl"), "a").write(json.dumps(row) + "\n")
 D = np.asarray(gf.impute_matrix(given, layer=None)[0], dtype=np.float64)
 score("deliverable", D)
-raw = GapFill.from_bundle(gf.bundle, impute={"scale": "observed_library", "fill_only_zeros": False,
+raw = GapFill.from_bundle(gf.bundle, impute={"form": "level", "scale": "observed_library", "fill_only_zeros": False,
                                              "unmodelled": "observed"})
 L = np.asarray(raw.impute_matrix(given, layer=None)[0], dtype=np.float64)[:, mod]
 mu = np.expm1(L) * depth[:, None] / 1e4
