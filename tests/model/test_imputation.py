@@ -167,7 +167,8 @@ def test_bundles_saved_before_the_impute_section_load_with_their_settings(untrai
     del payload["impute_params"]
     payload["model_params"].update({"output_smoothing": 0.25, "smoothing_neighbours": "input", "uri": "x.pt"})
     old = GapFillBundle.from_dict(payload)
-    assert old.impute == ImputeParams(output_smoothing=0.25, smoothing_neighbours="input", scale="observed_library")
+    assert old.impute == ImputeParams(output_smoothing=0.25, smoothing_neighbours="input", scale="observed_library",
+                                      form="level", unmodelled_k=15, unmodelled_steps=1)
     assert old.model == untrained.model
     # older still: no smoothing option at all, i.e. none was applied
     for key in ("output_smoothing", "smoothing_neighbours"):
