@@ -127,3 +127,49 @@ def test_the_unet_of_the_denoising_protocol_reads_the_positions_of_the_spots_eac
     assert out.shape == (len(kept), N_GENES) and np.isfinite(out).all()
     with pytest.raises(ValueError, match=r"obsm\['spatial'\]"):
         unet_denoiser(parameters)(spots.X, list(spots.var_names), 0)
+
+
+def test_the_inference_pipeline_imputes_spots_with_their_tissue_neighbours_as_in_memory(tmp_path):
+    from scgapfill.glue.datasets import AnnDataDataset
+    from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts
+
+    spots, _ = planted_spots()
+    model = GapFill(model={**MODEL, "context_graph": "spatial"}, train={**TRAIN, "max_epochs": 1},
+                    layout={"strategy": "given"}, impute={"batch_size": 32}).fit(spots)
+    expected = model.impute(spots, inplace=False).layers["imputed"]
+    path = tmp_path / "spots.h5ad"
+    spots.write_h5ad(path)
+    for chunk_size in (96, 0):  # backed, a multiple of the batch (the same batches), and in memory
+        settings = {"chunk_size": chunk_size}
+        aligned, report = load_aligned_counts({"path": str(path)}, model, settings)
+        out = tmp_path / f"imputed_{chunk_size}.h5ad"
+        AnnDataDataset(filepath=str(out)).save(impute_new(model, aligned, report, settings))
+        result = ad.read_h5ad(out)
+        np.testing.assert_allclose(result.layers["imputed"], expected, atol=1e-5)
+        np.testing.assert_array_equal(result.obsm["spatial"], spots.obsm["spatial"])
+        assert set(result.uns["spatial"]) == {"left", "right"}
+    # Without the tissue's neighbours the numbers are not those: the positions were used, not only carried.
+    shuffled = spots.copy()
+    shuffled.obsm["spatial"] = np.random.default_rng(1).permutation(spots.obsm["spatial"])
+    shuffled.write_h5ad(path)
+    aligned, report = load_aligned_counts({"path": str(path)}, model, {"chunk_size": 96})
+    assert not np.allclose(impute_new(model, aligned, report, {"chunk_size": 96}).to_memory().layers["imputed"],
+                           expected, atol=1e-3)
+
+
+def test_inference_of_a_spatial_model_without_positions_or_above_the_reference_size_fails_in_one_line(tmp_path):
+    from scgapfill.pipelines.inference.nodes import impute_new, load_aligned_counts
+
+    spots, _ = planted_spots()
+    model = GapFill(model={**MODEL, "context_graph": "both"}, train={**TRAIN, "max_epochs": 1},
+                    layout={"strategy": "given"}).fit(spots)
+    bare = spots.copy()
+    del bare.obsm["spatial"]
+    path = tmp_path / "bare.h5ad"
+    bare.write_h5ad(path)
+    aligned, report = load_aligned_counts({"path": str(path)}, model, {"chunk_size": 96})
+    with pytest.raises(ValueError, match=r"needs spot coordinates in adata.obsm\['spatial'\]"):
+        impute_new(model, aligned, report, {"chunk_size": 96})
+    spots.write_h5ad(path)
+    with pytest.raises(ValueError, match=r"above inference.reference_cells=100.*reads no spot positions"):
+        load_aligned_counts({"path": str(path)}, model, {"chunk_size": 96, "reference_cells": 100})

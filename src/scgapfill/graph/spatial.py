@@ -132,6 +132,21 @@ def context_graph(mode: str, expression: Callable[[], sp.csr_matrix], positions:
     return union_graph(expression(), spatial)
 
 
+def spots_of(adata: Any) -> Any:
+    """An AnnData of ``adata``'s cell annotations, spot coordinates and images only (no ``X``: cheap to keep
+    and to subset), or ``None`` where ``adata`` has no ``obsm["spatial"]``. What :func:`positions_of` and
+    :func:`carry_spatial` read."""
+    import anndata as ad
+
+    if SPATIAL_KEY not in adata.obsm:
+        return None
+    spots = ad.AnnData(obs=adata.obs.reset_index(drop=True).rename(index=str))
+    spots.obsm[SPATIAL_KEY] = np.asarray(adata.obsm[SPATIAL_KEY])
+    if SPATIAL_KEY in adata.uns:
+        spots.uns[SPATIAL_KEY] = adata.uns[SPATIAL_KEY]
+    return spots
+
+
 def carry_spatial(source: Any, target: Any) -> Any:
     """``target`` with ``source``'s spot coordinates (``obsm["spatial"]``, rows lined up) and images and
     scale factors (``uns["spatial"]``) where ``source`` has them, so ``scanpy.pl.spatial`` draws it."""

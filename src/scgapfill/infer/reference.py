@@ -40,6 +40,15 @@ EXACT_SEARCH_MAX_CELLS = 5_000
 COUNTS_BLOCK_ROWS = 1024  # cells per block of the counts-scale layer (the rows of one stored chunk of it)
 
 
+def spatial_refused(context_graph: str, n_cells: int, reference_cells: int) -> ValueError:
+    """The one line for a model whose context is the tissue's given more cells than a reference imputes
+    whole: the reference's neighbours are found in expression, never among the spots of a section."""
+    return ValueError(f"model.context_graph={context_graph!r}: inference of {n_cells} cells, above "
+                      f"inference.reference_cells={reference_cells}, maps cells onto a reference in expression "
+                      "space and reads no spot positions; set inference.reference_cells above the number of "
+                      "spots (the graph then spans them all) or impute in memory with GapFill.impute(adata)")
+
+
 @dataclass
 class BackedCounts:
     """A ``.h5ad`` too large for the graph over every cell: read again chunk by chunk when imputed.

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from scgapfill.data.io import check_not_empty, is_integer_counts, missing_input, readable
 from scgapfill.data.normalization import counts_from_lognorm, lognorm, size_factors
+from scgapfill.graph.spatial import carry_spatial, check_graph, positions_of, spots_of
 from scgapfill.infer.anomaly import add_anomaly, anomaly_scores
 from scgapfill.infer.imputation import align_genes, impute_counts, imputation_record, imputed_chunks
 from scgapfill.params import ImputeParams, parse
@@ -67,6 +68,18 @@ def read_obs(path: str | Path) -> pd.DataFrame:
     if not obs.index.is_unique:
         obs.index = ad.utils.make_index_unique(obs.index)
     return obs
+
+
+def read_spots(path: str | Path) -> ad.AnnData | None:
+    """The spot coordinates and images of a ``.h5ad`` (``obsm``/``uns["spatial"]``) with its cell annotations
+    (:func:`~scgapfill.graph.spatial.spots_of`; ``X`` is not read), or ``None`` where it has no coordinates."""
+    path = _checked_h5ad(path)
+    with readable(path, ".h5ad"):
+        backed = ad.read_h5ad(path, backed="r")
+    try:
+        return spots_of(backed)
+    finally:
+        backed.file.close()
 
 
 def aligned_chunks(
@@ -130,6 +143,7 @@ class StreamedImputation:
         params: ImputeParams | dict | None = None,
         chunk_size: int | None = None,
         report: dict | None = None,
+        spots: ad.AnnData | None = None,
     ) -> None:
         self.bundle = bundle
         self.counts = sp.csr_matrix(counts, dtype=np.float32)
@@ -138,25 +152,35 @@ class StreamedImputation:
         self.report = report or {"n_model_genes": len(bundle.gene_names), "n_missing": 0}
         self.chunk_size = chunk_size
         self.shape = self.counts.shape
+        # The cells' spot coordinates and images (spots_of), carried to the output; a model whose context is
+        # the tissue's (model.context_graph spatial or both) takes its neighbours from them.
+        self.spots = spots
+        graph, library_key = bundle.model.context_graph, bundle.model.context_library_key
+        self.positions = None if spots is None or graph == "expression" else positions_of(spots, library_key)
+        check_graph(graph, self.positions, self.shape[0])
 
     def _skeleton(self) -> ad.AnnData:
         sf = size_factors(self.counts)
         obs = self.obs.copy()
         obs["size_factor"] = sf
         if self.params.anomaly:
-            add_anomaly(obs, anomaly_scores(self.bundle, self.counts, seed=self.bundle.train.seed, params=self.params))
+            add_anomaly(obs, anomaly_scores(self.bundle, self.counts, seed=self.bundle.train.seed,
+                                            positions=self.positions, params=self.params))
         var = pd.DataFrame(index=pd.Index([str(g) for g in self.bundle.gene_names]))
         adata = ad.AnnData(
             X=sp.csr_matrix(lognorm(self.counts, sf), dtype=np.float32), obs=obs, var=var,
             layers={"counts": self.counts},
         )
+        if self.spots is not None:
+            carry_spatial(self.spots, adata)
         adata.uns["gapfill"] = {**imputation_record(self.params, self.report), "layer": "imputed",
                                 "counts_layer": "imputed_counts",
                                 "chunk_size": int(self.chunk_size or self.shape[0])}
         return adata
 
     def _chunks(self):
-        return imputed_chunks(self.bundle, self.counts, self.params, chunk_size=self.chunk_size)
+        return imputed_chunks(self.bundle, self.counts, self.params, chunk_size=self.chunk_size,
+                              positions=self.positions)
 
     def write_h5ad(self, path: str | Path, compression: str | None = None, **kwargs: Any) -> None:
         """Write everything but the imputed layer through anndata, then fill that layer chunk by chunk."""
@@ -174,7 +198,7 @@ class StreamedImputation:
     def to_memory(self) -> ad.AnnData:
         """The whole result as an AnnData, the dense layer built at once (small data, comparisons)."""
         adata = self._skeleton()
-        adata.layers["imputed"] = impute_counts(self.bundle, self.counts, self.params)
+        adata.layers["imputed"] = impute_counts(self.bundle, self.counts, self.params, positions=self.positions)
         adata.layers["imputed_counts"] = counts_from_lognorm(adata.layers["imputed"], adata.obs["size_factor"]
                                                              .to_numpy()).astype(np.float32)
         return adata

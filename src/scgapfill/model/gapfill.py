@@ -230,22 +230,24 @@ class GapFill:
         positions = positions if positions is None or kept is None else positions.rows(kept)
         return anomaly_scores(bundle, aligned, seed=bundle.train.seed, positions=positions, params=self.impute_params)
 
-    def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None) -> Any:
+    def streamed(self, counts: Any, obs: pd.DataFrame, chunk_size: int | None, report: dict | None = None,
+                 spots: ad.AnnData | None = None) -> Any:
         """The imputation of counts already on the model's genes (:func:`~scgapfill.infer.imputation.align_genes`),
         written ``chunk_size`` cells at a time when saved (:class:`~scgapfill.infer.streaming.StreamedImputation`):
-        for data whose dense result does not fit in memory. ``counts`` may be a
+        for data whose dense result does not fit in memory. ``spots``: the cells' coordinates and images
+        (:func:`~scgapfill.graph.spatial.spots_of`), carried to the output and, where ``model.context_graph``
+        is ``spatial`` or ``both``, the context's neighbours. ``counts`` may be a
         :class:`~scgapfill.infer.reference.BackedCounts` (read again when saved, the graph built against its
         reference: :class:`~scgapfill.infer.reference.ReferenceImputation`); ``obs`` and ``chunk_size`` are then its own."""
-        from scgapfill.infer.reference import BackedCounts, ReferenceImputation
+        from scgapfill.infer.reference import BackedCounts, ReferenceImputation, spatial_refused
         from scgapfill.infer.streaming import StreamedImputation
 
-        if self._fitted().model.context_graph != "expression":
-            raise ValueError(f"model.context_graph={self.bundle.model.context_graph!r}: streamed imputation does not "
-                             "read spot positions yet (the inference pipeline); impute in memory with GapFill.impute(adata)")
-
+        bundle = self._fitted()
         if isinstance(counts, BackedCounts):
-            return ReferenceImputation(self._fitted(), counts, self.impute_params, report)
-        return StreamedImputation(self._fitted(), counts, obs, self.impute_params, chunk_size, report)
+            if bundle.model.context_graph != "expression":
+                raise spatial_refused(bundle.model.context_graph, counts.shape[0], counts.reference.shape[0])
+            return ReferenceImputation(bundle, counts, self.impute_params, report)
+        return StreamedImputation(bundle, counts, obs, self.impute_params, chunk_size, report, spots)
 
     def save(self, path: str | Path) -> Path:
         """Write the weights and what they need (layout, scaler, settings) to ``path``.
