@@ -9,8 +9,12 @@ ever written to the repository's data/ folder, mlflow.db or .viz/.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
 
 import anndata as ad
 import pytest
@@ -36,6 +40,22 @@ def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kedro and MLflow must never phone home from a test run."""
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture
+def run_script() -> Callable[..., subprocess.CompletedProcess]:
+    """``run(script, *args, cwd=..., timeout=...)``: a script of ``benchmarks/`` run as a user runs it, with
+    this checkout's package and one thread (a smoke run beside the suite); it must exit 0."""
+
+    def run(script: str, *args: object, cwd: Path = REPO_ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), *map(str, args)], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-4000:]}"
+        return proc
+
+    return run
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ The rows and the table are checked, never timings or how well either detector do
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,18 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "anomaly.py"
 
 
-def test_anomaly_benchmark_tiny_run(tmp_path: Path) -> None:
+def test_anomaly_benchmark_tiny_run(tmp_path: Path, run_script) -> None:
     out = tmp_path / "runs.csv"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
     settings = ["input.simulation.n_cells=300", "input.simulation.n_genes=200", "qc.min_genes=20",
                 "hvg.n_top_genes=64", "train.max_epochs=1", "train.batch_size=32"]
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--datasets", "simulated", "--seeds", "0", "--doublet-fraction", "0.1",
-         "--out", str(out), "--set", *settings],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script("anomaly.py", "--datasets", "simulated", "--seeds", "0", "--doublet-fraction", "0.1",
+                        "--out", out, "--set", *settings)
     runs = pd.read_csv(out)
     assert len(runs) == 1 and runs["n_doublets"].iloc[0] == round(0.1 * (runs["n_cells"].iloc[0] / 1.1))
     scores = runs[["auroc_gapfill", "auroc_scrublet", "auroc_total_counts", "flagged_doublets", "flagged_singlets"]]

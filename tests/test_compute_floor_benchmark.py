@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = REPO_ROOT / "benchmarks" / "compute_floor.py"
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 
@@ -25,12 +22,10 @@ def test_flops_grow_with_the_grid_and_a_training_cell_costs_about_three_forward_
     assert 2.5 * small_forward < small_step <= 3 * small_forward
 
 
-def test_compute_floor_prints_the_work_and_both_rates(tmp_path: Path) -> None:
-    command = [sys.executable, str(SCRIPT), "--grid", "8", "8", "--train-cells", "100", "--val-cells", "10",
-               "--impute-cells", "50", "--reference-seconds", "1", "--matmul-size", "256"]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_compute_floor_prints_the_work_and_both_rates(tmp_path: Path, run_script) -> None:
+    proc = run_script("compute_floor.py", "--grid", "8", "8", "--train-cells", "100", "--val-cells", "10",
+                         "--impute-cells", "50", "--reference-seconds", "1", "--matmul-size", "256",
+                         cwd=tmp_path, timeout=300)
     assert proc.stdout.startswith("machine:") and "8x8 grid" in proc.stdout and "100 training cells" in proc.stdout
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in proc.stdout.splitlines()
             if line.startswith("| float32") or line.startswith("| the network")]

@@ -5,31 +5,20 @@ The rows, the table and what the deliverable carries are checked, never timings.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = REPO_ROOT / "benchmarks" / "denoising.py"
 
 
-def test_denoising_benchmark_tiny_run(tmp_path: Path) -> None:
+def test_denoising_benchmark_tiny_run(tmp_path: Path, run_script) -> None:
     out = tmp_path / "runs.csv"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
     # 60 of the 300 genes modelled: the deliverable fills the rest from the neighbours.
     settings = ["input.simulation.n_cells=200", "input.simulation.n_genes=300", "qc.min_genes=20",
                 "hvg.n_top_genes=60", "train.max_epochs=1", "train.batch_size=32"]
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--datasets", "simulated", "--seeds", "0", "--methods", "unet", "knn", "none",
-         "--out", str(out), "--set", *settings],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script("denoising.py", "--datasets", "simulated", "--seeds", "0", "--methods", "unet", "knn",
+                           "none", "--out", out, "--set", *settings)
     runs = pd.read_csv(out)
     assert sorted(runs["split"].unique()) == ["downsampled", "molecules"]
     # no denoising runs first on each split, so every row has the share of its MSE removed

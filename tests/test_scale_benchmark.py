@@ -6,15 +6,10 @@ Only the shape of the output and finite quality figures are checked, never timin
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = REPO_ROOT / "benchmarks" / "scale.py"
 METHODS = ["unet", "knn"]
 QUALITY = ["held-out r", "per-gene r", "per-gene r given depth", "truth-mean RMSE"]
 
@@ -32,16 +27,12 @@ def _table(stdout: str, first_header: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=header)
 
 
-def test_scale_benchmark_tiny_run(tmp_path: Path) -> None:
+def test_scale_benchmark_tiny_run(tmp_path: Path, run_script) -> None:
     out = tmp_path / "scale.csv"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
     # 200 genes: QC's min_genes must come down for cells to pass it; one training thread keeps it quick.
-    command = [sys.executable, str(SCRIPT), "--sizes", "300", "--genes", "200", "--baselines", "knn",
-               "--set", "train.max_epochs=1", "train.num_threads=1", "qc.min_genes=10",
-               "--inference-sizes", "400", "--out", str(out), "--tmpdir", str(tmp_path)]
-    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_script("scale.py", "--sizes", "300", "--genes", "200", "--baselines", "knn",
+                         "--set", "train.max_epochs=1", "train.num_threads=1", "qc.min_genes=10",
+                         "--inference-sizes", "400", "--out", out, "--tmpdir", tmp_path, cwd=tmp_path, timeout=240)
 
     table = _table(proc.stdout, "cells")
     assert list(table["method"]) == METHODS
